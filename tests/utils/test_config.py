@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from utils.config import apply_overrides, load_config, merge_configs, validate_config
+from utils.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = {
+    "dataset": {"name": "X", "root": "/data"},
+    "model": {"net": [{"name": "backbone", "type": "t", "kwargs": {"a": 1}}, {"name": "neck", "type": "n"}]},
+    "incremental": {"steps": [{"classes": ["a", "b"]}, {"classes": ["c"]}]},
+}
+
+
+def write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_merge_configs_merges_named_lists_by_name():
+    merged = merge_configs(BASE, {"model": {"net": [{"name": "backbone", "kwargs": {"a": 2}}, {"name": "x"}]}})
+    names = [e["name"] for e in merged["model"]["net"]]
+    assert names == ["backbone", "neck", "x"]
+    assert merged["model"]["net"][0] == {"name": "backbone", "type": "t", "kwargs": {"a": 2}}
+    assert BASE["model"]["net"][0]["kwargs"]["a"] == 1
+
+
+def test_load_config_base_chain_and_opts(tmp_path):
+    write(tmp_path / "base.yaml", BASE)
+    child = write(tmp_path / "child.yaml", {"_base_": "base.yaml", "trainer": {"epochs": 3}})
+    cfg = load_config(child, ["trainer.lr=0.5", "model.net.backbone.kwargs.a=7", "model.modalities=[rgb]"])
+    assert cfg["trainer"]["epochs"] == 3
+    assert cfg["trainer"]["lr"] == 0.5
+    assert cfg["model"]["net"][0]["kwargs"]["a"] == 7
+    assert cfg["model"]["modalities"] == ["rgb"]
+    assert cfg["trainer"]["incremental_epochs"] == 50  # schema default
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"trainer": {"epoch": 3}}, "unknown config key 'trainer.epoch'; did you mean 'trainer.epochs'"),
+        ({"trainer": {"epochs": "ten"}}, "config key 'trainer.epochs': expected int, got 'ten'"),
+        ({"trainer": {"epochs": True}}, "config key 'trainer.epochs': expected int"),
+        ({"trainer": {"select": "test"}}, "expected one of last, val"),
+        ({"incremental": {"steps": [{"classes": ["a"]}, {"classes": ["a"]}]}}, "class 'a' appears in step 0"),
+        ({"incremental": {"steps": [{"classes": []}]}}, "classes' is empty"),
+        ({"datset": {}}, "did you mean 'dataset'"),
+    ],
+)
+def test_validate_config_rejects_bad_values(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        validate_config(merge_configs(BASE, override))
+
+
+@pytest.mark.parametrize(
+    ("opt", "message"),
+    [("novalue", "expects key=value"), ("model.net.nope.type=x", "no entry named 'nope'"), ("dataset.name.x=1", "is a value")],
+)
+def test_apply_overrides_rejects_bad_paths(opt, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(BASE, [opt])
+
+
+def test_load_config_missing_file_and_cycle(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    write(tmp_path / "a.yaml", {"_base_": "b.yaml"})
+    write(tmp_path / "b.yaml", {"_base_": "a.yaml"})
+    with pytest.raises(ConfigError, match="_base_ cycle"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_every_experiment_config_loads():
+    configs = sorted((REPO / "experiments").glob("*/*/config.yaml"))
+    assert len(configs) == 15
+    for path in configs:
+        cfg = load_config(path)
+        classes = [c for s in cfg["incremental"]["steps"] for c in s["classes"]]
+        assert classes == sorted(classes), path

@@ -1,0 +1,270 @@
+"""Run configuration: YAML files with ``_base_`` inheritance, ``--opts`` overrides and a typed schema.
+
+Rules (DESIGN.md §3):
+
+* ``_base_`` (a path or a list of paths, relative to the file) is loaded first; later keys override
+  earlier ones. Mappings merge key by key. A list of mappings that all carry a ``name`` (the model's
+  ``net`` list) merges entry by entry by that name, so a variant can change one part of the network.
+* ``--opts a.b=c`` overrides one key; the value is parsed as YAML (``x=[1,2]``, ``y=null``). Inside a
+  named list the name is the path element: ``model.net.backbone.kwargs.pretrained=false``.
+* The merged config is checked against :data:`SCHEMA`: an unknown key is an error naming the key and
+  the closest valid one; a value of the wrong type is an error naming the key, the expected type and
+  the value. Missing keys take the schema's default. The free-form parts (``net`` entries' kwargs,
+  the step lists) are checked where they are used.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from utils.errors import ConfigError
+
+__all__ = ["SCHEMA", "load_config", "merge_configs", "apply_overrides", "validate_config", "config_to_yaml"]
+
+REQUIRED = object()
+"""Marks a schema key without a default: the config files must give it."""
+
+_NUMBER = (int, float)
+
+# Leaf: (accepted types, default). Nested dict: a section.
+SCHEMA: dict[str, Any] = {
+    "seed": (int, 133),
+    "dataset": {
+        "name": (str, REQUIRED),
+        "root": (str, REQUIRED),
+        "meta_dir": ((str, type(None)), None),
+        "image_size": (int, 224),
+        "batch_size": (int, 24),
+        "eval_batch_size": (int, 8),
+        "workers": (int, 2),
+    },
+    "model": {
+        "modalities": (list, ["rgb", "depth"]),
+        "condition": (str, "mamba"),
+        "fusion": (str, "ib"),
+        "jitter": {"scale": (_NUMBER, 20.0), "prob": (_NUMBER, 1.0)},
+        "net": (list, REQUIRED),
+    },
+    "criterion": {
+        "weights": {
+            "rgb_ce": (_NUMBER, 1.0),
+            "depth_ce": (_NUMBER, 1.0),
+            "ib": (_NUMBER, 1.0),
+            "ib_ce": (_NUMBER, 0.0),
+            "fusion": (_NUMBER, 1.0),
+        },
+    },
+    "trainer": {
+        "epochs": (int, 100),
+        "incremental_epochs": (int, 50),
+        "lr": (_NUMBER, 1e-4),
+        "weight_decay": (_NUMBER, 1e-4),
+        "betas": (list, [0.9, 0.999]),
+        "clip_grad_norm": ((_NUMBER, type(None)), 0.1),
+        "scheduler": {
+            "type": (str, "step"),
+            "step_size_fraction": (_NUMBER, 0.8),
+            "gamma": (_NUMBER, 0.1),
+        },
+        "select": (str, "last"),
+        "val_fraction": (_NUMBER, 0.1),
+        "save_every_epochs": (int, 0),
+        "feature_cache": (str, "auto"),
+        "feature_cache_max_gb": (_NUMBER, 8.0),
+        "hflip_prob": (_NUMBER, 0.0),
+    },
+    "incremental": {
+        "steps": (list, REQUIRED),
+        "regularizer": {
+            "type": (str, "none"),
+            "ema_alpha": (_NUMBER, 0.05),
+            "gp_energy": (_NUMBER, 0.97),
+            "gp_max_samples": (int, 512),
+        },
+    },
+    "evaluation": {
+        "vis_per_class": (int, 2),
+        "aupro_mode": (str, "exact"),
+    },
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "trainer.scheduler.type": ("step", "cosine", "constant"),
+    "trainer.select": ("last", "val"),
+    "trainer.feature_cache": ("auto", "memory", "disk", "off"),
+    "incremental.regularizer.type": ("none", "gradient_projection", "ema_pull"),
+    "evaluation.aupro_mode": ("exact", "compat"),
+}
+
+
+def _is_named_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) and "name" in v for v in value)
+
+
+def merge_configs(base: Any, override: Any) -> Any:
+    """Merge ``override`` into ``base`` (neither is modified).
+
+    Mappings merge recursively; lists of named mappings merge by ``name`` (new names are appended);
+    anything else is replaced.
+    """
+    if isinstance(base, Mapping) and isinstance(override, Mapping):
+        merged = dict(copy.deepcopy(base))
+        for key, value in override.items():
+            merged[key] = merge_configs(merged[key], value) if key in merged else copy.deepcopy(value)
+        return merged
+    if _is_named_list(base) and _is_named_list(override):
+        merged_list = [copy.deepcopy(entry) for entry in base]
+        index = {entry["name"]: i for i, entry in enumerate(merged_list)}
+        for entry in override:
+            if entry["name"] in index:
+                merged_list[index[entry["name"]]] = merge_configs(merged_list[index[entry["name"]]], entry)
+            else:
+                merged_list.append(copy.deepcopy(entry))
+        return merged_list
+    return copy.deepcopy(override)
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse YAML {path}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _load_with_bases(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    path = path.resolve()
+    if path in chain:
+        raise ConfigError(f"_base_ cycle: {' -> '.join(str(p) for p in (*chain, path))}")
+    data = _read_yaml(path)
+    bases = data.pop("_base_", [])
+    bases = [bases] if isinstance(bases, str) else bases
+    merged: dict = {}
+    for base in bases:
+        merged = merge_configs(merged, _load_with_bases(path.parent / base, (*chain, path)))
+    return merge_configs(merged, data)
+
+
+def _set_path(cfg: dict, dotted: str, value: Any) -> None:
+    node: Any = cfg
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            names = [e.get("name") for e in node if isinstance(e, Mapping)]
+            if part not in names:
+                raise ConfigError(f"--opts {dotted}: no entry named '{part}' (entries: {', '.join(map(str, names))})")
+            if last:
+                raise ConfigError(f"--opts {dotted}: cannot replace a whole named entry; set one of its keys")
+            node = node[names.index(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"--opts {dotted}: '{'.'.join(parts[:i])}' is a value, not a section")
+
+
+def apply_overrides(cfg: dict, opts: list[str]) -> dict:
+    """Return ``cfg`` with ``key.path=value`` overrides applied (values parsed as YAML)."""
+    cfg = copy.deepcopy(cfg)
+    for opt in opts:
+        if "=" not in opt:
+            raise ConfigError(f"--opts expects key=value, got '{opt}'")
+        key, raw = opt.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        _set_path(cfg, key.strip(), value)
+    return cfg
+
+
+def _type_name(types: Any) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    flat = []
+    for t in types:
+        flat.extend(t if isinstance(t, tuple) else (t,))
+    return " or ".join("null" if t is type(None) else t.__name__ for t in flat)
+
+
+def _check_leaf(key: str, value: Any, types: Any) -> Any:
+    flat = types if isinstance(types, tuple) else (types,)
+    flat = tuple(t for group in flat for t in (group if isinstance(group, tuple) else (group,)))
+    if isinstance(value, bool) and bool not in flat:
+        raise ConfigError(f"config key '{key}': expected {_type_name(types)}, got {value!r}")
+    if not isinstance(value, flat):
+        raise ConfigError(f"config key '{key}': expected {_type_name(types)}, got {value!r} ({type(value).__name__})")
+    choices = _CHOICES.get(key)
+    if choices is not None and value not in choices:
+        raise ConfigError(f"config key '{key}': expected one of {', '.join(choices)}, got {value!r}")
+    if float in flat and int in flat and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def _validate_section(cfg: Mapping, schema: Mapping, prefix: str) -> dict:
+    for key in cfg:
+        if key not in schema:
+            full = f"{prefix}{key}"
+            close = difflib.get_close_matches(str(key), list(schema), n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(schema)}"
+            raise ConfigError(f"unknown config key '{full}'{hint}")
+    out = {}
+    for key, spec in schema.items():
+        full = f"{prefix}{key}"
+        if isinstance(spec, dict):
+            value = cfg.get(key, {})
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key '{full}': expected a section (mapping), got {value!r}")
+            out[key] = _validate_section(value, spec, f"{full}.")
+        elif key in cfg:
+            out[key] = _check_leaf(full, cfg[key], spec[0])
+        elif spec[1] is REQUIRED:
+            raise ConfigError(f"config key '{full}' is required but missing")
+        else:
+            out[key] = copy.deepcopy(spec[1])
+    return out
+
+
+def validate_config(cfg: Mapping) -> dict:
+    """Check ``cfg`` against :data:`SCHEMA`; return a new dict with defaults filled in."""
+    out = _validate_section(cfg, SCHEMA, "")
+    steps = out["incremental"]["steps"]
+    if not steps or not all(isinstance(s, Mapping) and isinstance(s.get("classes"), list) for s in steps):
+        raise ConfigError("config key 'incremental.steps': expected a list of {classes: [...]} entries")
+    seen: dict[str, int] = {}
+    for k, step in enumerate(steps):
+        if set(step) != {"classes"}:
+            raise ConfigError(f"config key 'incremental.steps[{k}]': only 'classes' is allowed, got {sorted(step)}")
+        if not step["classes"]:
+            raise ConfigError(f"config key 'incremental.steps[{k}].classes' is empty")
+        for name in step["classes"]:
+            if name in seen:
+                raise ConfigError(f"class '{name}' appears in step {seen[name]} and again in step {k}")
+            seen[name] = k
+    return out
+
+
+def load_config(path: str | Path, opts: list[str] | None = None) -> dict:
+    """Load a config file with its ``_base_`` chain, apply ``opts`` and validate it."""
+    cfg = _load_with_bases(Path(path))
+    return validate_config(apply_overrides(cfg, list(opts or [])))
+
+
+def config_to_yaml(cfg: Mapping) -> str:
+    """The resolved config as YAML text (saved with every run)."""
+    return yaml.safe_dump(dict(cfg), sort_keys=False, default_flow_style=None)
