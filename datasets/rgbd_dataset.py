@@ -1,0 +1,113 @@
+"""RGB + depth samples for the unified incremental model (DESIGN §4; paper: the two input modalities).
+
+A sample is the RGB image and the depth image built from the organised point cloud
+(:func:`datasets.depth.xyz_to_depth`), both ``(3, S, S)`` and ImageNet-normalised, plus the
+ground-truth mask. RGB is resized bilinearly; the point cloud and the mask with nearest neighbour
+(so no depth value is ever interpolated across an object edge) before the depth image is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from datasets.depth import xyz_to_depth
+from datasets.io import read_mask, read_rgb, read_xyz
+from utils.errors import DataError
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RGBDDataset", "normalize_image"]
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def normalize_image(image: np.ndarray) -> torch.Tensor:
+    """ImageNet-normalise an ``(H, W, 3)`` float image in [0, 1] into a ``(3, H, W)`` float32 tensor."""
+    chw = ((image.astype(np.float32) - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(chw))
+
+
+class RGBDDataset(Dataset):
+    """Samples of the classes in ``class_ids`` from a meta table (see :mod:`datasets.meta`).
+
+    Args:
+        root: dataset root the record paths are relative to.
+        records: meta records (``filename``, ``xyzname``, optional ``maskname``, ``label``, ``clsname``).
+        class_ids: class name → classifier index, for the classes of this step (or seen so far);
+            records of other classes are dropped.
+        image_size: output side ``S``.
+
+    Raises:
+        DataError: a class of ``class_ids`` has no record; a record lacks a key.
+
+    Each item is a dict: ``image`` float32 ``(3, S, S)``, ``depth`` float32 ``(3, S, S)``,
+    ``mask`` float32 ``(1, S, S)`` in {0, 1}, ``label`` int, ``clsname`` str, ``class_id`` int,
+    ``filename`` str (relative rgb path).
+    """
+
+    def __init__(
+        self, root: str | Path, records: Sequence[Mapping], class_ids: Mapping[str, int], image_size: int
+    ) -> None:
+        if image_size <= 0:
+            raise ValueError(f"image_size must be positive, got {image_size}")
+        self.root = Path(root)
+        self.image_size = int(image_size)
+        self.class_ids = dict(class_ids)
+        for number, record in enumerate(records):
+            for key in ("filename", "xyzname", "label", "clsname"):
+                if key not in record:
+                    raise DataError(f"meta record {number} lacks key '{key}': {dict(record)}")
+        self.records = [dict(r) for r in records if r["clsname"] in self.class_ids]
+        present = {r["clsname"] for r in self.records}
+        absent = sorted(set(self.class_ids) - present)
+        if absent:
+            raise DataError(f"no sample of class(es) {absent} in the meta records (root {self.root})")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _resize(self, array: np.ndarray, interpolation: int) -> np.ndarray:
+        size = self.image_size
+        if array.shape[:2] == (size, size):
+            return array
+        return cv2.resize(array, (size, size), interpolation=interpolation)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        rgb_path, xyz_path = self.root / record["filename"], self.root / record["xyzname"]
+        rgb = read_rgb(rgb_path)
+        xyz = read_xyz(xyz_path)
+        if xyz.shape[:2] != rgb.shape[:2]:
+            raise DataError(
+                f"xyz size {xyz.shape[:2]} of {xyz_path} differs from rgb size {rgb.shape[:2]} of {rgb_path}"
+            )
+        mask_name = record.get("maskname")
+        if mask_name:
+            mask_path = self.root / mask_name
+            mask = read_mask(mask_path)
+            if mask.shape != rgb.shape[:2]:
+                raise DataError(
+                    f"mask size {mask.shape} of {mask_path} differs from rgb size {rgb.shape[:2]} of {rgb_path}"
+                )
+            mask = self._resize(mask.astype(np.uint8), cv2.INTER_NEAREST)
+        else:
+            mask = np.zeros((self.image_size, self.image_size), dtype=np.uint8)
+        image = self._resize(rgb, cv2.INTER_LINEAR).astype(np.float32) / 255.0
+        try:
+            depth = xyz_to_depth(self._resize(xyz, cv2.INTER_NEAREST))
+        except ValueError as exc:
+            raise DataError(f"{exc}: {xyz_path}") from exc
+        return {
+            "image": normalize_image(image),
+            "depth": normalize_image(np.repeat(depth[:, :, None], 3, axis=2)),
+            "mask": torch.from_numpy(mask[None].astype(np.float32)),
+            "label": int(record["label"]),
+            "clsname": record["clsname"],
+            "class_id": int(self.class_ids[record["clsname"]]),
+            "filename": record["filename"],
+        }
