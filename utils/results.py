@@ -1,0 +1,189 @@
+"""Results tables of an incremental run (DESIGN.md §6: ``results.md`` and the console summary).
+
+Both formatters read the ``results.json`` structure::
+
+    {"classes": [class, ...],                     # in the order they were learned
+     "steps": [{"step": k, "classes": [new classes of step k],
+                "per_class": {class: {metric_key: float}},   # every class seen so far
+                "mean": {metric_key: float}}, ...],
+     "R": {metric_key: [[float | None] * n_classes] * n_steps},
+     "forgetting": {metric_key: float | None},
+     "final": {metric_key: float}}                # mean over classes after the last step
+
+Metric keys are fused metrics (``i_auroc``, ``p_auroc``, ``aupro_30``, ``aupro_01``) or per-modality
+ones (``rgb.i_auroc``, ``depth.aupro_30``). Values are fractions in [0, 1]; tables show percent with
+one decimal and the forgetting measure in percentage points. ``None`` / NaN show as ``-``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["metric_label", "format_results_markdown", "format_final_table"]
+
+_FUSED_LABELS = {"i_auroc": "I-AUROC", "p_auroc": "P-AUROC", "aupro_30": "AUPRO@30%", "aupro_01": "AUPRO@1%"}
+_MISSING = "-"
+
+
+def metric_label(key: str) -> str:
+    """Column title of a metric key: ``"aupro_30"`` -> ``"AUPRO@30%"``, ``"rgb.i_auroc"`` -> ``"I-AUROC (rgb)"``."""
+    modality, _, metric = key.rpartition(".")
+    label = _FUSED_LABELS.get(metric, metric)
+    return f"{label} ({modality})" if modality else label
+
+
+def _order(keys: Iterable[str]) -> list[str]:
+    """Sort metric keys: fused before per-modality, known metrics in table order, then by name."""
+    rank = {key: i for i, key in enumerate(_FUSED_LABELS)}
+
+    def sort_key(key: str) -> tuple[int, str, int, str]:
+        modality, _, metric = key.rpartition(".")
+        return (1 if modality else 0, modality, rank.get(metric, len(rank)), metric)
+
+    return sorted(set(keys), key=sort_key)
+
+
+def _is_missing(value: Any) -> bool:
+    """True for ``None`` and NaN."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _pct(value: Any) -> str:
+    """A fraction as percent with one decimal; ``None`` / NaN as ``-``."""
+    return _MISSING if _is_missing(value) else f"{100.0 * float(value):.1f}"
+
+
+def _require(mapping: Any, key: str, where: str, kind: type) -> Any:
+    """``mapping[key]`` checked to be of type ``kind``; ValueError naming ``where`` otherwise."""
+    if not isinstance(mapping, Mapping):
+        raise ValueError(f"results: expected {where} to be a dict, found {type(mapping).__name__}")
+    if key not in mapping:
+        raise ValueError(f"results: {where} is missing the key {key!r} (found keys {sorted(mapping)})")
+    value = mapping[key]
+    if not isinstance(value, kind):
+        raise ValueError(f"results: expected {where}[{key!r}] to be a {kind.__name__}, found {type(value).__name__}")
+    return value
+
+
+def _checked_steps(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Validate the parts of ``results`` the tables use; return its steps."""
+    _require(results, "classes", "results", list)
+    _require(results, "forgetting", "results", dict)
+    _require(results, "final", "results", dict)
+    steps = _require(results, "steps", "results", list)
+    if not steps:
+        raise ValueError("results: expected at least one step in results['steps'], found none")
+    for i, step in enumerate(steps):
+        where = f"results['steps'][{i}]"
+        _require(step, "step", where, int)
+        _require(step, "classes", where, list)
+        _require(step, "mean", where, dict)
+        for cls, values in _require(step, "per_class", where, dict).items():
+            if not isinstance(values, Mapping):
+                raise ValueError(f"results: expected {where}['per_class'][{cls!r}] to be a dict of metrics")
+    return steps
+
+
+def _final_classes(results: Mapping[str, Any], last: Mapping[str, Any]) -> list[str]:
+    """Classes of the last step: in learned order, then any others in their own order."""
+    per_class = last["per_class"]
+    ordered = [cls for cls in results["classes"] if cls in per_class]
+    return ordered + [cls for cls in per_class if cls not in ordered]
+
+
+def _final_columns(last: Mapping[str, Any], final: Mapping[str, Any]) -> list[str]:
+    """Fused metrics of the last step plus the per-modality I-AUROC columns when present."""
+    keys = {key for values in last["per_class"].values() for key in values} | set(final)
+    return _order(key for key in keys if "." not in key or key.rpartition(".")[2] == "i_auroc")
+
+
+def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """Lines of a GitHub markdown table; the first column left-aligned, the others right-aligned."""
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    align = ["---"] + ["---:"] * (len(header) - 1)
+    return [line(header), "|" + "|".join(align) + "|", *(line(row) for row in rows)]
+
+
+def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Lines of a space-aligned plain-text table; the first column left-aligned, the others right."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        return "  ".join([first, *(cell.rjust(width) for cell, width in zip(cells[1:], widths[1:]))]).rstrip()
+
+    return [line(header), *(line(row) for row in rows)]
+
+
+def format_results_markdown(results: Mapping[str, Any]) -> str:
+    """Markdown of a run: per-step means, final per-class table, forgetting measure.
+
+    Args:
+        results: the ``results.json`` structure (see the module docstring).
+
+    Returns:
+        Markdown text ending with a newline.
+
+    Raises:
+        ValueError: a key the tables need is missing or has the wrong type.
+    """
+    steps = _checked_steps(results)
+    last, final, forgetting = steps[-1], results["final"], results["forgetting"]
+    lines = ["# Results", ""]
+
+    mean_keys = _order(key for step in steps for key in step["mean"] if "." not in key)
+    lines += ["## Mean over the classes seen after each step (%)", ""]
+    lines += _markdown_table(
+        ["Step", "New classes", "Seen", *(metric_label(key) for key in mean_keys)],
+        (
+            [str(step["step"]), ", ".join(step["classes"]), str(len(step["per_class"]))]
+            + [_pct(step["mean"].get(key)) for key in mean_keys]
+            for step in steps
+        ),
+    )
+
+    columns = _final_columns(last, final)
+    final_means = {**last["mean"], **final}
+    rows = [[cls] + [_pct(last["per_class"][cls].get(key)) for key in columns] for cls in _final_classes(results, last)]
+    rows.append(["**Mean**"] + [_pct(final_means.get(key)) for key in columns])
+    lines += ["", f"## Per class after the last step (step {last['step']}, %)", ""]
+    lines += _markdown_table(["Class", *(metric_label(key) for key in columns)], rows)
+
+    lines += ["", "## Forgetting measure FM (percentage points; lower is better, negative = improved)", ""]
+    if any(not _is_missing(value) for value in forgetting.values()):
+        fm_keys = _order(forgetting)
+        lines += _markdown_table(
+            ["", *(metric_label(key) for key in fm_keys)], [["FM", *(_pct(forgetting[key]) for key in fm_keys)]]
+        )
+    else:
+        lines.append("No forgetting measure (it needs at least two steps).")
+    return "\n".join(lines) + "\n"
+
+
+def format_final_table(results: Mapping[str, Any]) -> str:
+    """Compact plain-text table of the last step for the console: one row per class, the mean, FM.
+
+    Args:
+        results: the ``results.json`` structure (see the module docstring).
+
+    Returns:
+        The table as text (no trailing newline).
+
+    Raises:
+        ValueError: a key the table needs is missing or has the wrong type.
+    """
+    steps = _checked_steps(results)
+    last, final, forgetting = steps[-1], results["final"], results["forgetting"]
+    columns = _final_columns(last, final)
+    final_means = {**last["mean"], **final}
+    rows = [[cls] + [_pct(last["per_class"][cls].get(key)) for key in columns] for cls in _final_classes(results, last)]
+    rows.append(["mean"] + [_pct(final_means.get(key)) for key in columns])
+    if any(not _is_missing(forgetting.get(key)) for key in columns):
+        rows.append(["FM"] + [_pct(forgetting.get(key)) for key in columns])
+    title = f"Results after step {last['step']} ({len(last['per_class'])} classes, %)"
+    return "\n".join([title, *_text_table(["class", *(metric_label(key) for key in columns)], rows)])

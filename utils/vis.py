@@ -1,0 +1,158 @@
+"""Anomaly-map pictures of the evaluation (DESIGN.md §6): one PNG per test sample, RGB | depth | GT | map.
+
+Drawn with OpenCV only and written atomically through :mod:`utils.fileio`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from utils.fileio import atomic_write_bytes
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "denormalize_image", "save_anomaly_figure"]
+
+LOGGER = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_GAP = 4  # pixels between panels
+_TITLE_HEIGHT = 28
+_OVERLAY_ALPHA = 0.5  # weight of the heat map over the RGB image
+
+
+def _to_numpy(array: Any) -> np.ndarray:
+    """Return a numpy view/copy of a numpy array or a (CPU or GPU) torch tensor."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+def denormalize_image(image: Any) -> np.ndarray:
+    """Undo the ImageNet normalisation of one image.
+
+    Args:
+        image: (3, H, W) float tensor or array, ``(rgb - IMAGENET_MEAN) / IMAGENET_STD``.
+
+    Returns:
+        (H, W, 3) uint8 RGB image.
+
+    Raises:
+        ValueError: ``image`` is not (3, H, W).
+    """
+    arr = _to_numpy(image).astype(np.float64)
+    if arr.ndim != 3 or arr.shape[0] != 3:
+        raise ValueError(f"denormalize_image: expected a (3, H, W) image, found shape {arr.shape}")
+    mean = np.asarray(IMAGENET_MEAN).reshape(3, 1, 1)
+    std = np.asarray(IMAGENET_STD).reshape(3, 1, 1)
+    rgb = np.clip(arr * std + mean, 0.0, 1.0)  # (3, H, W) in [0, 1]
+    return np.rint(rgb * 255.0).astype(np.uint8).transpose(1, 2, 0)  # (3, H, W) -> (H, W, 3)
+
+
+def _scale_to_uint8(values: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+    """Map ``values`` linearly from [vmin, vmax] (default: finite min / max) to 0..255; NaN -> 0."""
+    finite = np.isfinite(values)
+    if vmin is None:
+        vmin = float(values[finite].min()) if finite.any() else 0.0
+    if vmax is None:
+        vmax = float(values[finite].max()) if finite.any() else 1.0
+    span = vmax - vmin if vmax > vmin else 1.0
+    scaled = np.clip((np.where(finite, values, vmin) - vmin) / span, 0.0, 1.0)
+    return np.rint(scaled * 255.0).astype(np.uint8)
+
+
+def _depth_panel(depth: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W) or (H, W, 3) depth, float or uint8 -> (H, W, 3) uint8 BGR greyscale picture."""
+    if depth.shape[:2] != (height, width) or depth.ndim not in (2, 3) or (depth.ndim == 3 and depth.shape[2] != 3):
+        raise ValueError(f"depth: expected shape ({height}, {width}) or ({height}, {width}, 3), found {depth.shape}")
+    picture = depth if depth.dtype == np.uint8 else _scale_to_uint8(depth.astype(np.float64))
+    if picture.ndim == 2:
+        picture = np.repeat(picture[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(picture[:, :, ::-1])
+
+
+def _title_strip(text: str, width: int) -> np.ndarray:
+    """A black (_TITLE_HEIGHT, width, 3) strip with ``text`` in white (non-ASCII shown as '?')."""
+    strip = np.zeros((_TITLE_HEIGHT, width, 3), dtype=np.uint8)
+    ascii_text = text.encode("ascii", "replace").decode("ascii")
+    cv2.putText(
+        strip, ascii_text, (6, _TITLE_HEIGHT - 9), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA
+    )
+    return strip
+
+
+def save_anomaly_figure(
+    path: str | os.PathLike[str],
+    rgb: Any,
+    depth: Any,
+    gt: Any,
+    amap: Any,
+    title: str,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    overlay: bool = True,
+) -> Path:
+    """Write one PNG with the panels RGB | depth | GT | anomaly map and a title line.
+
+    The map is drawn with the JET colour map, scaled from ``vmin`` (blue) to ``vmax`` (red); pass
+    the same ``vmin``/``vmax`` for every sample of a class to make their pictures comparable
+    (default: this map's own min / max). The range is printed after the title.
+
+    Args:
+        path: destination ``.png`` file (parent folders are created; written atomically).
+        rgb: (H, W, 3) uint8 RGB image (e.g. from :func:`denormalize_image`).
+        depth: (H, W) or (H, W, 3) depth image, float (scaled to its finite min / max, NaN black)
+            or uint8 (drawn as is).
+        gt: (H, W) ground-truth mask, 0/1 or bool.
+        amap: (h, w) float anomaly map; bilinearly resized to (H, W) when the sizes differ.
+        title: text of the title line, e.g. ``"bagel/test/crack/000.png  score 0.83"``.
+        vmin: map value drawn as the coldest colour.
+        vmax: map value drawn as the hottest colour.
+        overlay: blend the heat map over the RGB image (True) or draw it alone (False).
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: wrong shapes or dtypes, ``vmin >= vmax``, or a path not ending in ``.png``.
+    """
+    target = Path(path)
+    if target.suffix.lower() != ".png":
+        raise ValueError(f"save_anomaly_figure: expected a .png path, found {str(target)!r}")
+    rgb_arr, depth_arr = _to_numpy(rgb), _to_numpy(depth)
+    gt_arr, map_arr = _to_numpy(gt), _to_numpy(amap).astype(np.float32)
+    if rgb_arr.ndim != 3 or rgb_arr.shape[2] != 3 or rgb_arr.dtype != np.uint8:
+        raise ValueError(f"rgb: expected an (H, W, 3) uint8 image, found shape {rgb_arr.shape} dtype {rgb_arr.dtype}")
+    height, width = rgb_arr.shape[:2]
+    if gt_arr.shape != (height, width):
+        raise ValueError(f"gt: expected shape ({height}, {width}) like rgb, found {gt_arr.shape}")
+    if map_arr.ndim != 2 or 0 in map_arr.shape or not np.isfinite(map_arr).all():
+        raise ValueError(f"amap: expected a non-empty finite (h, w) map, found shape {map_arr.shape}")
+    if vmin is not None and vmax is not None and not vmin < vmax:
+        raise ValueError(f"expected vmin < vmax, found vmin={vmin} vmax={vmax}")
+    if map_arr.shape != (height, width):
+        map_arr = cv2.resize(map_arr, (width, height), interpolation=cv2.INTER_LINEAR)
+
+    bgr = np.ascontiguousarray(rgb_arr[:, :, ::-1])
+    depth_bgr = _depth_panel(depth_arr, height, width)
+    gt_bgr = np.repeat(np.where(gt_arr != 0, 255, 0).astype(np.uint8)[:, :, None], 3, axis=2)
+    low = float(map_arr.min()) if vmin is None else float(vmin)
+    high = float(map_arr.max()) if vmax is None else float(vmax)
+    heat = cv2.applyColorMap(_scale_to_uint8(map_arr.astype(np.float64), low, high), cv2.COLORMAP_JET)
+    if overlay:
+        heat = cv2.addWeighted(bgr, 1.0 - _OVERLAY_ALPHA, heat, _OVERLAY_ALPHA, 0.0)
+
+    gap = np.full((height, _GAP, 3), 255, dtype=np.uint8)
+    row = np.concatenate([bgr, gap, depth_bgr, gap, gt_bgr, gap, heat], axis=1)  # (H, 4W + 3 gaps, 3)
+    canvas = np.concatenate([_title_strip(f"{title}   map [{low:.3g}, {high:.3g}]", row.shape[1]), row], axis=0)
+    ok, encoded = cv2.imencode(".png", canvas)
+    if not ok:
+        raise ValueError(f"save_anomaly_figure: OpenCV could not encode a PNG of shape {canvas.shape}")
+    LOGGER.debug("writing anomaly figure %s", target)
+    return atomic_write_bytes(target, encoded.tobytes())
