@@ -57,7 +57,11 @@ def test_validate_config_rejects_bad_values(override, message):
 
 @pytest.mark.parametrize(
     ("opt", "message"),
-    [("novalue", "expects key=value"), ("model.net.nope.type=x", "no entry named 'nope'"), ("dataset.name.x=1", "is a value")],
+    [
+        ("novalue", "expects key=value"),
+        ("model.net.nope.type=x", "no entry named 'nope'"),
+        ("dataset.name.x=1", "is a value"),
+    ],
 )
 def test_apply_overrides_rejects_bad_paths(opt, message):
     with pytest.raises(ConfigError, match=message):
