@@ -1,0 +1,190 @@
+"""The IB-IUMAD network (Algorithm 1 of the paper, one forward pass).
+
+``image``/``depth`` → frozen backbone + neck (MFEN, shared by both modalities) → clean features
+``F_m`` → feature jitter (training only) → ``A_m`` → one reconstruction transformer per modality (MRN),
+conditioned on the Mamba decoder's (or ViT's) per-layer features ``M_m^l`` → ``R_m`` → fusion
+(IBFM or naive aggregation) → ``F^g`` → discriminator → anomaly maps and image scores.
+
+The frozen part is split out as :meth:`IBIUMAD.extract_features` so a trainer may cache it;
+``forward(image, depth) == forward_from_features(extract_features(image, depth), image, depth)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from models.backbones.timm_backbone import TimmFeatureExtractor
+from models.classifier import GrowingClassifier
+from models.discriminator import Discriminator
+from models.jitter import feature_jitter
+from models.necks.multiscale import MultiScaleConcat
+from models.reconstructions.transformer import ReconstructionTransformer
+
+__all__ = ["IBIUMAD", "MODALITIES"]
+
+MODALITIES = ("rgb", "depth")
+
+
+class IBIUMAD(nn.Module):
+    """Unified incremental multimodal anomaly detector.
+
+    Args:
+        backbone: frozen multi-scale feature extractor (shared by RGB and depth images).
+        neck: aggregates the backbone levels into one ``(B, C, h, w)`` map.
+        reconstructions: modality → reconstruction transformer (MRN), one per entry of ``modalities``.
+        fusion: maps the list of reconstructions (modality order) to ``{"feature_rec": F^g, ...}``.
+        discriminator: turns ``F^g`` vs clean features into maps and scores.
+        modalities: the modalities used, a non-empty subset of ``("rgb", "depth")`` in this order of use.
+        image_size: side ``S`` of the square input images.
+        num_classes: number of object classes (used when no module has a class head).
+        conditioner: object-aware conditioner (Mamba decoder / ViT) or ``None``.
+        jitter_scale: feature-jitter scale (training only).
+        jitter_prob: feature-jitter probability per token (training only).
+    """
+
+    def __init__(
+        self,
+        backbone: TimmFeatureExtractor,
+        neck: MultiScaleConcat,
+        reconstructions: Mapping[str, ReconstructionTransformer],
+        fusion: nn.Module,
+        discriminator: Discriminator,
+        modalities: Sequence[str],
+        image_size: int,
+        num_classes: int,
+        conditioner: nn.Module | None = None,
+        jitter_scale: float = 20.0,
+        jitter_prob: float = 1.0,
+    ) -> None:
+        super().__init__()
+        modalities = list(modalities)
+        if not modalities or len(set(modalities)) != len(modalities) or not set(modalities) <= set(MODALITIES):
+            raise ValueError(
+                f"modalities must be a non-empty subset of {list(MODALITIES)} without repeats, got {modalities}"
+            )
+        if set(reconstructions) != set(modalities):
+            raise ValueError(f"need one reconstruction per modality {modalities}, got {sorted(reconstructions)}")
+        self.modalities = modalities
+        self.image_size = int(image_size)
+        self.backbone = backbone
+        self.neck = neck
+        self.conditioner = conditioner
+        self.reconstructions = nn.ModuleDict({m: reconstructions[m] for m in modalities})
+        self.fusion = fusion
+        self.discriminator = discriminator
+        self.jitter_scale = float(jitter_scale)
+        self.jitter_prob = float(jitter_prob)
+        self._num_classes = int(num_classes)
+        channels = neck.out_channels
+        self.channel_splits = {m: (i * channels, (i + 1) * channels) for i, m in enumerate(modalities)}
+
+    @property
+    def num_classes(self) -> int:
+        """Current number of object classes of every class head."""
+        return self._num_classes
+
+    def grow_classes(self, num_classes: int) -> None:
+        """Grow every class head to ``num_classes`` outputs; rows of the classes seen so far are kept as they are."""
+        if num_classes < self._num_classes:
+            raise ValueError(f"cannot shrink the class heads from {self._num_classes} to {num_classes} classes")
+        for module in self.modules():
+            if isinstance(module, GrowingClassifier):
+                module.grow(num_classes)
+        self._num_classes = int(num_classes)
+
+    def _inputs(self, image: Tensor | None, depth: Tensor | None) -> dict[str, Tensor]:
+        """Images of the used modalities, validated: modality → ``(B, 3, S, S)``."""
+        given = {"rgb": image, "depth": depth}
+        inputs = {}
+        for modality in self.modalities:
+            tensor = given[modality]
+            if tensor is None:
+                raise ValueError(f"the model uses modality '{modality}' but its input is None")
+            if tensor.dim() != 4 or tuple(tensor.shape[1:]) != (3, self.image_size, self.image_size):
+                raise ValueError(
+                    f"{modality} input: expected (B, 3, {self.image_size}, {self.image_size}), "
+                    f"got {tuple(tensor.shape)}"
+                )
+            inputs[modality] = tensor
+        return inputs
+
+    @torch.no_grad()
+    def extract_features(self, image: Tensor | None, depth: Tensor | None) -> dict[str, Tensor]:
+        """Clean features of the frozen part (backbone + neck), without gradients.
+
+        Args:
+            image: ``(B, 3, S, S)`` RGB image or ``None`` when RGB is not used.
+            depth: ``(B, 3, S, S)`` depth image or ``None`` when depth is not used.
+
+        Returns:
+            modality → ``(B, C, h, w)``.
+        """
+        return {m: self.neck(self.backbone(x)) for m, x in self._inputs(image, depth).items()}
+
+    def forward_from_features(
+        self, features: Mapping[str, Tensor], image: Tensor | None, depth: Tensor | None
+    ) -> dict[str, Tensor]:
+        """Everything after the frozen part.
+
+        Args:
+            features: modality → clean ``(B, C, h, w)`` features from :meth:`extract_features`.
+            image: ``(B, 3, S, S)`` RGB image (input of the conditioner) or ``None``.
+            depth: ``(B, 3, S, S)`` depth image or ``None``.
+
+        Returns:
+            See :meth:`forward`.
+        """
+        images = self._inputs(image, depth)
+        missing = [m for m in self.modalities if m not in features]
+        if missing:
+            raise ValueError(f"features lack modalities {missing}")
+        conditioned = self.conditioner(images) if self.conditioner is not None else None
+        outputs: dict[str, Tensor] = {}
+        recons = []
+        for modality in self.modalities:
+            feature = features[modality]
+            if self.training and self.jitter_scale > 0 and self.jitter_prob > 0:
+                feature = feature_jitter(feature, self.jitter_scale, self.jitter_prob)
+            cond = conditioned["cond"][modality] if conditioned is not None else None
+            recons.append(self.reconstructions[modality](feature, cond)[0])
+            if conditioned is not None:
+                outputs[f"logits_{modality}"] = conditioned["logits"][modality]
+        fused = self.fusion(recons)
+        clean = torch.cat([features[m] for m in self.modalities], dim=1)
+        outputs["feature"] = clean
+        outputs.update(fused)
+        if self.training:  # maps are for evaluation only
+            return outputs
+        with torch.no_grad():
+            outputs.update(
+                self.discriminator(
+                    fused["feature_rec"].detach(), clean, (self.image_size, self.image_size), self.channel_splits
+                )
+            )
+        return outputs
+
+    def forward(
+        self, image: Tensor | None, depth: Tensor | None, features: Mapping[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
+        """Full forward pass (or everything after the frozen part when ``features`` are given).
+
+        Args:
+            image: ``(B, 3, S, S)`` ImageNet-normalised RGB image, or ``None`` when RGB is not used.
+            depth: ``(B, 3, S, S)`` depth image, or ``None`` when depth is not used. A modality that is
+                not in ``modalities`` is ignored.
+            features: cached :meth:`extract_features` output; skips the backbone (used by the trainer's
+                feature cache, and through DDP's wrapper, which only calls ``forward``).
+
+        Returns:
+            ``"feature"`` clean features ``(B, C_total, h, w)``; ``"feature_rec"`` ``F^g`` (same shape);
+            ``"logits_<m>"`` ``(B, K)`` conditioner logits (with a conditioner); ``"ib_teacher"``,
+            ``"ib_student"`` ``(B, K)`` and ``"ib_temperature"`` 0-d (IB fusion); ``"anomaly_map"``
+            ``(B, 1, S, S)``, ``"image_score"`` ``(B,)`` and their per-modality ``"_<m>"`` variants (the maps
+            and scores in eval mode only).
+        """
+        if features is None:
+            features = self.extract_features(image, depth)
+        return self.forward_from_features(features, image, depth)
