@@ -1,0 +1,103 @@
+"""Checkpoints: atomic writes, validated loads, and the state carried from step to step.
+
+A step directory ``<output>/step_<k>/`` holds ``ckpt.pth`` (the finished step) and, while a step
+trains with ``trainer.save_every_epochs``, ``last.pth`` (the latest epoch, for ``--resume``).
+Both are written to a temporary file in the same folder and renamed over the old one, so a kill or
+a full disk at any moment leaves the previous good file in place.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from utils.errors import CheckpointError
+from utils.fileio import atomic_write_bytes
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "IncrementalState",
+    "architecture_fingerprint",
+    "save_checkpoint",
+    "load_checkpoint",
+]
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class IncrementalState:
+    """What an incremental run carries from one step to the next (saved in every checkpoint).
+
+    Attributes:
+        classes: every class learned so far, in classifier order.
+        regularizer: the regularizer's own state (e.g. gradient-projection bases per layer).
+    """
+
+    classes: list[str] = field(default_factory=list)
+    regularizer: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form for ``torch.save``."""
+        return {"classes": list(self.classes), "regularizer": self.regularizer}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IncrementalState:
+        """Inverse of :meth:`to_dict`."""
+        return cls(classes=list(data["classes"]), regularizer=dict(data.get("regularizer", {})))
+
+
+def architecture_fingerprint(cfg: dict) -> str:
+    """Hash of everything that shapes the network's parameters (model section and input size)."""
+    model_cfg = {k: v for k, v in cfg["model"].items() if k != "jitter"}
+    key = json.dumps({"model": model_cfg, "image_size": cfg["dataset"]["image_size"]}, sort_keys=True)
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` atomically (temp file in the same folder, fsync, rename).
+
+    Raises:
+        CheckpointError: when the folder is not writable or the disk is full; the previous file at
+            ``path`` (if any) is left untouched.
+    """
+    buffer = io.BytesIO()
+    torch.save({"version": CHECKPOINT_VERSION, **payload}, buffer)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise CheckpointError(f"cannot write checkpoint {path}: {reason}; the previous file is kept") from None
+
+
+def load_checkpoint(path: Path, fingerprint: str | None = None, hint: str = "") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` onto the CPU and check where it came from.
+
+    Args:
+        path: the ``.pth`` file.
+        fingerprint: :func:`architecture_fingerprint` of the current config; a checkpoint of another
+            architecture is refused instead of being loaded with dropped keys.
+        hint: appended to the "not found" message (e.g. the command that writes the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}" + (f". {hint}" if hint else ""))
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} is not an IB-IUMAD checkpoint of version {CHECKPOINT_VERSION}")
+    if fingerprint is not None and payload.get("fingerprint") != fingerprint:
+        raise CheckpointError(
+            f"{path} was written by another model configuration (fingerprint {payload.get('fingerprint')}, "
+            f"this config {fingerprint}); use the config it was trained with or another --output"
+        )
+    return payload

@@ -1,0 +1,133 @@
+"""Evaluation after a step: every test image of every class seen so far, per-class metrics per map.
+
+The test set is sharded across ranks (rank r takes samples r, r + world, ...: nothing is duplicated
+or dropped when the size does not divide), each rank scores its shard, and rank 0 gathers the
+results once and computes the metrics. Metric keys: ``i_auroc``, ``p_auroc``, ``aupro_30``,
+``aupro_01`` for the fused map and the same with a ``rgb.`` / ``depth.`` prefix for the
+per-modality maps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Subset
+from tqdm import tqdm
+
+from datasets import build_loader
+from utils.dist import all_gather_objects, broadcast_object, get_rank, get_world_size, is_main_process
+from utils.metrics import aupro, image_auroc, pixel_auroc
+from utils.vis import denormalize_image, save_anomaly_figure
+
+__all__ = ["METRICS", "evaluate", "score_dataset", "class_metrics"]
+
+LOGGER = logging.getLogger(__name__)
+
+METRICS = ("i_auroc", "p_auroc", "aupro_30", "aupro_01")
+
+
+@torch.no_grad()
+def score_dataset(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int) -> list[dict[str, Any]]:
+    """Score this rank's shard of ``dataset``; return one record per sample, gathered in index order.
+
+    Each record: ``index``, ``clsname``, ``label``, ``mask`` (H, W) uint8, and per map prefix ``p``
+    (``""`` fused, ``"rgb."``, ``"depth."``): ``p + "score"`` float and ``p + "map"`` (H, W) float16.
+    """
+    rank, world = get_rank(), get_world_size()
+    indices = list(range(rank, len(dataset), world))
+    loader = build_loader(Subset(dataset, indices), batch_size, 0, shuffle=False, seed=0)
+    model.eval()
+    records: list[dict[str, Any]] = []
+    position = 0
+    for batch in tqdm(loader, desc="evaluating", leave=False, disable=not is_main_process()):
+        out = model(batch["image"].to(device), batch["depth"].to(device))
+        prefixes = {"": ""} | {f"{m}.": f"_{m}" for m in ("rgb", "depth") if f"anomaly_map_{m}" in out}
+        for i in range(batch["image"].shape[0]):
+            record = {
+                "index": indices[position],
+                "clsname": batch["clsname"][i],
+                "label": int(batch["label"][i]),
+                "mask": (batch["mask"][i, 0].numpy() > 0.5).astype(np.uint8),
+            }
+            for prefix, suffix in prefixes.items():
+                record[prefix + "score"] = float(out[f"image_score{suffix}"][i].float().cpu())
+                record[prefix + "map"] = out[f"anomaly_map{suffix}"][i, 0].float().cpu().numpy().astype(np.float16)
+            records.append(record)
+            position += 1
+    gathered = [r for part in all_gather_objects(records) for r in part]
+    return sorted(gathered, key=lambda r: r["index"])
+
+
+def _safe(metric, name: str, clsname: str, *args, **kwargs) -> float:
+    """``metric(*args)``, or NaN (logged) when it is undefined for this class (e.g. no defective image)."""
+    try:
+        return float(metric(*args, **kwargs))
+    except ValueError as exc:
+        LOGGER.warning("%s undefined for class %s: %s", name, clsname, exc)
+        return float("nan")
+
+
+def class_metrics(records: list[dict[str, Any]], aupro_mode: str) -> dict[str, float]:
+    """I-AUROC, P-AUROC, AUPRO@0.3 and AUPRO@0.01 of one class, for every map present in ``records``."""
+    clsname = records[0]["clsname"]
+    labels = np.array([r["label"] for r in records])
+    masks = np.stack([r["mask"] for r in records])
+    result: dict[str, float] = {}
+    for prefix in ("", "rgb.", "depth."):
+        if prefix + "score" not in records[0]:
+            continue
+        scores = np.array([r[prefix + "score"] for r in records])
+        maps = np.stack([r[prefix + "map"] for r in records]).astype(np.float32)
+        result[prefix + "i_auroc"] = _safe(image_auroc, "I-AUROC", clsname, labels, scores)
+        result[prefix + "p_auroc"] = _safe(pixel_auroc, "P-AUROC", clsname, masks, maps)
+        for key, limit in (("aupro_30", 0.3), ("aupro_01", 0.01)):
+            result[prefix + key] = _safe(aupro, key, clsname, masks, maps, fpr_limit=limit, mode=aupro_mode)
+    return result
+
+
+def _save_figures(dataset: Dataset, by_class: dict[str, list[dict[str, Any]]], vis_dir: Path, per_class: int) -> None:
+    for clsname, records in by_class.items():
+        chosen = sorted(records, key=lambda r: -r["label"])[:per_class]
+        maps = np.stack([r["map"] for r in records]).astype(np.float32)
+        vmin, vmax = float(maps.min()), float(maps.max())
+        for record in chosen:
+            sample = dataset[record["index"]]
+            name = Path(sample["filename"]).with_suffix("").as_posix().replace("/", "_")
+            save_anomaly_figure(
+                vis_dir / f"{name}.png",
+                rgb=denormalize_image(sample["image"]),
+                depth=sample["depth"][0].numpy(),
+                gt=record["mask"],
+                amap=record["map"].astype(np.float32),
+                title=f"{clsname} label={record['label']} score={record['score']:.3f}",
+                vmin=vmin,
+                vmax=vmax,
+            )
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    device: torch.device,
+    batch_size: int,
+    aupro_mode: str,
+    vis_dir: Path | None,
+    vis_per_class: int,
+) -> dict[str, dict[str, float]]:
+    """Per-class metrics on ``dataset`` (all ranks score; rank 0 computes; every rank returns the result)."""
+    records = score_dataset(model, dataset, device, batch_size)
+    by_class: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_class[record["clsname"]].append(record)
+    per_class: dict[str, dict[str, float]] = {}
+    if is_main_process():
+        per_class = {name: class_metrics(recs, aupro_mode) for name, recs in sorted(by_class.items())}
+        if vis_dir is not None and vis_per_class > 0:
+            _save_figures(dataset, by_class, vis_dir, vis_per_class)
+    return broadcast_object(per_class)

@@ -1,0 +1,107 @@
+"""Backbone-feature cache: the frozen MFEN's features of each training image, computed once per step.
+
+The backbone is frozen and training applies no input augmentation by default, so the features of a
+training image are the same in every epoch. :func:`build_feature_cache` runs the backbone once over a
+step's training set and returns a dataset of ``{image, depth, class_id, features}`` samples; the
+trainer then calls ``model.forward_from_features`` (feature jitter is still drawn fresh every time).
+Small sets stay in memory; larger ones go to ``.pt`` files on disk keyed by the sample's file name
+and the backbone's configuration, so they are also reused across steps and runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+__all__ = ["CachedFeatureDataset", "build_feature_cache", "cache_key"]
+
+LOGGER = logging.getLogger(__name__)
+
+_KEEP = ("image", "depth", "class_id", "label")
+
+
+class CachedFeatureDataset(Dataset):
+    """Samples with precomputed backbone features, held in memory or read from ``.pt`` files."""
+
+    def __init__(self, samples: list[dict[str, Any]] | None = None, files: list[Path] | None = None) -> None:
+        self.samples = samples
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.samples) if self.samples is not None else len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if self.samples is not None:
+            return self.samples[index]
+        return torch.load(self.files[index], map_location="cpu", weights_only=True)
+
+
+def cache_key(filename: str, backbone_cfg: dict, image_size: int, modalities: list[str]) -> str:
+    """Stable key of one sample's cached features: file name + everything that changes them."""
+    text = json.dumps([filename, backbone_cfg, image_size, sorted(modalities)], sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _estimate_gib(model: torch.nn.Module, sample: dict[str, Any], image_size: int, count: int, device) -> float:
+    with torch.no_grad():
+        image = sample["image"][None].to(device)
+        depth = sample["depth"][None].to(device)
+        feats = model.extract_features(image, depth)
+    per_sample = sum(f.numel() for f in feats.values()) + 2 * 3 * image_size * image_size
+    return per_sample * 4 * count / 2**30
+
+
+@torch.no_grad()
+def build_feature_cache(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    device: torch.device,
+    batch_size: int,
+    workers: int,
+    mode: str,
+    max_gib: float,
+    disk_dir: Path,
+    key_fn,
+    show_progress: bool,
+) -> CachedFeatureDataset:
+    """Run ``model.extract_features`` once over ``dataset``.
+
+    Args:
+        model: the unwrapped IB-IUMAD model (only its frozen part runs here).
+        dataset: a step's training :class:`~datasets.RGBDDataset` (unaugmented).
+        mode: ``memory``, ``disk`` or ``auto`` (memory when the estimate is below ``max_gib``).
+        disk_dir: folder of the on-disk cache.
+        key_fn: ``filename -> key`` (see :func:`cache_key`).
+    """
+    if mode == "auto":
+        size = _estimate_gib(model, dataset[0], dataset[0]["image"].shape[-1], len(dataset), device)
+        mode = "memory" if size <= max_gib else "disk"
+        LOGGER.info("feature cache: %.2f GiB estimated -> %s", size, mode)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    samples: list[dict[str, Any]] = []
+    files: list[Path] = []
+    for batch in tqdm(loader, desc="caching backbone features", leave=False, disable=not show_progress):
+        keys = [key_fn(name) for name in batch["filename"]]
+        todo = mode == "memory" or not all((disk_dir / f"{k}.pt").is_file() for k in keys)
+        feats = model.extract_features(batch["image"].to(device), batch["depth"].to(device)) if todo else {}
+        for i, key in enumerate(keys):
+            sample = {name: batch[name][i] for name in _KEEP}
+            if mode == "memory":
+                samples.append({**sample, "features": {m: f[i].cpu().clone() for m, f in feats.items()}})
+                continue
+            path = disk_dir / f"{key}.pt"
+            if todo:
+                disk_dir.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                torch.save({**sample, "features": {m: f[i].cpu().clone() for m, f in feats.items()}}, tmp)
+                tmp.replace(path)
+            files.append(path)
+    return CachedFeatureDataset(samples=samples) if mode == "memory" else CachedFeatureDataset(files=files)

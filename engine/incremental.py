@@ -1,0 +1,258 @@
+"""The incremental protocol: ``for step in steps: train(step); evaluate(all classes seen)``.
+
+Step k starts from ``<output>/step_<k-1>/ckpt.pth`` (found by path convention), grows the object
+classifiers to the classes seen so far, trains on step k's classes only, writes
+``step_<k>/ckpt.pth`` and ``step_<k>/metrics.json``, and rebuilds ``results.json``/``results.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datasets import RGBDDataset, build_loader, read_meta, write_meta
+from engine.checkpoint import IncrementalState, architecture_fingerprint, load_checkpoint, save_checkpoint
+from engine.evaluator import evaluate
+from engine.feature_cache import build_feature_cache, cache_key
+from engine.regularizers import Regularizer, build_regularizer
+from engine.results import build_results, read_step_record, step_record, write_results
+from engine.trainer import StepSpec, seed_everything, train_step
+from models.model_helper import build_model
+from utils.criterion_helper import build_criterion
+from utils.dist import barrier, is_main_process
+from utils.errors import ConfigError, DataError
+from utils.fileio import atomic_write_json
+from utils.results import format_final_table
+
+__all__ = ["RunOptions", "IncrementalRun"]
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    """Command-line choices of ``tools/train_val.py``."""
+
+    only_step: int | None = None
+    evaluate_only: bool = False
+    resume: bool = False
+    overwrite: bool = False
+
+
+def _ckpt(output: Path, step: int) -> Path:
+    return output / f"step_{step}" / "ckpt.pth"
+
+
+class IncrementalRun:
+    """One setting (config + output folder) run step by step.
+
+    Args:
+        cfg: the resolved config (:func:`utils.config.load_config`).
+        output: the run folder.
+        device: this process's device.
+        config_path: the config file, quoted in messages that tell the user what to run.
+    """
+
+    def __init__(self, cfg: dict, output: Path, device: torch.device, config_path: str, writer=None) -> None:
+        self.cfg = cfg
+        self.output = Path(output)
+        self.device = device
+        self.config_path = config_path
+        self.writer = writer
+        self.steps: list[list[str]] = [list(s["classes"]) for s in cfg["incremental"]["steps"]]
+        self.fingerprint = architecture_fingerprint(cfg)
+        self.train_records, self.test_records = self._load_meta()
+        seed_everything(cfg["seed"])
+        self.model = build_model(cfg["model"], cfg["dataset"]["image_size"], len(self.steps[0])).to(device)
+        self.criterion = build_criterion(cfg["criterion"]["weights"])
+        self.regularizer: Regularizer = build_regularizer(cfg["incremental"]["regularizer"])
+        self.state = IncrementalState()
+
+    # ----------------------------------------------------------------- data
+    def _load_meta(self) -> tuple[list[dict], list[dict]]:
+        dcfg = self.cfg["dataset"]
+        root = Path(dcfg["root"])
+        if not root.is_dir():
+            raise DataError(f"dataset root not found: {root} (dataset.root in the config)")
+        meta_dir = Path(dcfg["meta_dir"] or root)
+        if not (meta_dir / "train.jsonl").is_file() or not (meta_dir / "test.jsonl").is_file():
+            if is_main_process():
+                LOGGER.info("building meta files in %s", meta_dir)
+                write_meta(root, meta_dir)
+            barrier()
+        train, test = read_meta(meta_dir / "train.jsonl"), read_meta(meta_dir / "test.jsonl")
+        known = sorted({r["clsname"] for r in train})
+        for name in (c for step in self.steps for c in step):
+            for records, split in ((train, "train"), (test, "test")):
+                if not any(r["clsname"] == name for r in records):
+                    raise DataError(
+                        f"class '{name}' of incremental.steps has no {split} samples in {meta_dir / (split + '.jsonl')}"
+                        f"; classes there: {', '.join(known)}"
+                    )
+        return train, test
+
+    def _dataset(self, records: list[dict], class_ids: dict[str, int]) -> RGBDDataset:
+        return RGBDDataset(self.cfg["dataset"]["root"], records, class_ids, self.cfg["dataset"]["image_size"])
+
+    def _split_train_val(self, records: list[dict], classes: list[str], step: int) -> tuple[list[dict], list[dict]]:
+        """Held-out training normals per class for ``trainer.select: val`` (never test images)."""
+        rng = random.Random(self.cfg["seed"] + step)
+        train, val = [], []
+        for name in classes:
+            own = [r for r in records if r["clsname"] == name]
+            rng.shuffle(own)
+            n_val = max(1, round(len(own) * self.cfg["trainer"]["val_fraction"])) if len(own) > 1 else 0
+            val.extend(own[:n_val])
+            train.extend(own[n_val:])
+        return train, val
+
+    # ---------------------------------------------------------- checkpoints
+    def _payload(self, step: int) -> dict[str, Any]:
+        state = IncrementalState(self.state.classes, self.regularizer.state_dict())
+        return {"fingerprint": self.fingerprint, "step": step, "state": state.to_dict(), "config": self.cfg}
+
+    def _load_step(self, step: int) -> None:
+        hint = (
+            f"Run step {step} first: python tools/train_val.py --config {self.config_path} --step {step} "
+            f"--output {self.output}"
+        )
+        payload = load_checkpoint(_ckpt(self.output, step), self.fingerprint, hint)
+        self.state = IncrementalState.from_dict(payload["state"])
+        self.model.grow_classes(len(self.state.classes))
+        self.model.load_state_dict(payload["model"])
+        self.regularizer.load_state_dict(self.state.regularizer)
+        LOGGER.info("loaded %s (classes: %s)", _ckpt(self.output, step), ", ".join(self.state.classes))
+
+    def _finished(self, step: int) -> bool:
+        return _ckpt(self.output, step).is_file() and (self.output / f"step_{step}" / "metrics.json").is_file()
+
+    # ------------------------------------------------------------- running
+    def run(self, options: RunOptions) -> dict[str, Any]:
+        """Train (and evaluate) the steps asked for; return the results dict."""
+        if options.evaluate_only:
+            return self.evaluate_checkpoint(options.only_step)
+        steps = [options.only_step] if options.only_step is not None else list(range(len(self.steps)))
+        if options.only_step is not None and not 0 <= options.only_step < len(self.steps):
+            raise ConfigError(f"--step {options.only_step}: this setting has steps 0..{len(self.steps) - 1}")
+        self._refuse_overwrite(steps, options)
+        if steps[0] > 0:
+            self._load_step(steps[0] - 1)
+        for step in steps:
+            if options.resume and self._finished(step):
+                LOGGER.info("step %d already finished: skipping (--resume)", step)
+                self._load_step(step)
+                continue
+            self._run_step(step, resume=options.resume)
+        return self._write_results(steps[-1])
+
+    def _refuse_overwrite(self, steps: list[int], options: RunOptions) -> None:
+        if options.resume or options.overwrite:
+            return
+        done = [k for k in steps if _ckpt(self.output, k).is_file()]
+        if done:
+            raise ConfigError(
+                f"{self.output} already holds step {done[0]} ({_ckpt(self.output, done[0])}); "
+                "pass --resume to continue the run, --overwrite to train again, or another --output"
+            )
+
+    def _run_step(self, step: int, resume: bool) -> None:
+        step_dir = self.output / f"step_{step}"
+        new = self.steps[step]
+        if step > 0:
+            LOGGER.info("step %d starts from %s", step, _ckpt(self.output, step - 1))
+        self.state.classes = [c for c in self.state.classes if c not in new] + new
+        seed_everything(self.cfg["seed"] + 1000 * step)  # new classifier rows: same init however the run started
+        self.model.grow_classes(len(self.state.classes))
+        if not _ckpt(self.output, step).is_file() or not resume:
+            self._train(step, step_dir, resume)
+        else:
+            self._load_step(step)
+        self._evaluate_step(step, step_dir)
+
+    def _train(self, step: int, step_dir: Path, resume: bool) -> None:
+        tcfg = self.cfg["trainer"]
+        class_ids = {c: self.state.classes.index(c) for c in self.steps[step]}
+        records = [r for r in self.train_records if r["clsname"] in class_ids]
+        val_set = None
+        if tcfg["select"] == "val":
+            records, val_records = self._split_train_val(records, self.steps[step], step)
+            val_set = self._dataset(val_records, class_ids)
+        raw_train = self._dataset(records, class_ids)
+        train_set, uses_cache = self._maybe_cache(raw_train)
+        if val_set is not None and uses_cache:
+            val_set, _ = self._maybe_cache(val_set)
+        self.regularizer.begin_step(self.model, step)
+        last = step_dir / "last.pth"
+        resume_payload = load_checkpoint(last, self.fingerprint) if resume and last.is_file() else None
+        spec = StepSpec(step, tcfg["epochs"] if step == 0 else tcfg["incremental_epochs"], train_set, val_set,
+                        uses_cache, step_dir)
+        LOGGER.info("step %d: training on %s (%d images, %d epochs)", step, ", ".join(self.steps[step]),
+                    len(raw_train), spec.epochs)
+        train_step(self.model, self.criterion, self.regularizer, spec, self.cfg, self.device, self.writer,
+                   resume_payload, lambda: self._payload(step))
+        loader = build_loader(raw_train, self.cfg["dataset"]["eval_batch_size"], 0, shuffle=False, seed=0)
+        self.regularizer.end_step(self.model, loader, self.device)
+        if is_main_process():
+            save_checkpoint(_ckpt(self.output, step), {**self._payload(step), "model": self.model.state_dict()})
+            last.unlink(missing_ok=True)
+        barrier()
+
+    def _maybe_cache(self, dataset: RGBDDataset):
+        tcfg, dcfg = self.cfg["trainer"], self.cfg["dataset"]
+        if tcfg["feature_cache"] == "off" or tcfg["hflip_prob"] > 0:
+            return dataset, False
+        backbone = next(e for e in self.cfg["model"]["net"] if e.get("name") == "backbone")
+
+        def key(filename: str) -> str:
+            return cache_key(filename, backbone, dcfg["image_size"], self.cfg["model"]["modalities"])
+
+        cached = build_feature_cache(
+            self.model, dataset, self.device, dcfg["eval_batch_size"], dcfg["workers"], tcfg["feature_cache"],
+            tcfg["feature_cache_max_gb"], self.output / "feature_cache", key, is_main_process(),
+        )
+        return cached, True
+
+    def _evaluate_seen(self, vis_dir: Path | None) -> dict[str, dict[str, float]]:
+        """Per-class metrics on the test images of every class seen so far."""
+        ecfg = self.cfg["evaluation"]
+        class_ids = {c: i for i, c in enumerate(self.state.classes)}
+        test_set = self._dataset([r for r in self.test_records if r["clsname"] in class_ids], class_ids)
+        return evaluate(self.model, test_set, self.device, self.cfg["dataset"]["eval_batch_size"],
+                        ecfg["aupro_mode"], vis_dir, ecfg["vis_per_class"] if vis_dir else 0)
+
+    def _evaluate_step(self, step: int, step_dir: Path) -> None:
+        record = step_record(step, self.steps[step], self._evaluate_seen(step_dir / "vis"))
+        if is_main_process():
+            atomic_write_json(step_dir / "metrics.json", record)
+            if self.writer is not None:
+                for key, value in record["mean"].items():
+                    self.writer.add_scalar(f"metrics/{key}", value, step)
+        barrier()
+
+    def _write_results(self, last_step: int) -> dict[str, Any]:
+        records = [read_step_record(self.output / f"step_{k}" / "metrics.json") for k in range(last_step + 1)]
+        results = build_results(records)
+        if is_main_process():
+            write_results(self.output, results)
+            LOGGER.info("final table (step %d):\n%s", last_step, format_final_table(results))
+        return results
+
+    def evaluate_checkpoint(self, step: int | None) -> dict[str, Any]:
+        """``--evaluate``: re-evaluate a finished step's checkpoint on every class it has seen."""
+        if step is None:
+            finished = [k for k in range(len(self.steps)) if _ckpt(self.output, k).is_file()]
+            if not finished:
+                raise ConfigError(f"--evaluate: no finished step in {self.output}; train first")
+            step = finished[-1]
+        self._load_step(step)
+        per_class = self._evaluate_seen(None)
+        record = step_record(step, self.steps[step], per_class)
+        if is_main_process():
+            atomic_write_json(self.output / f"step_{step}" / "metrics_evaluate.json", record)
+            LOGGER.info("evaluation of step %d:\n%s", step, format_final_table(build_results([record])))
+        return record
