@@ -56,6 +56,8 @@ def test_sharded_evaluation_equals_single_process(runs):
     original = json.loads((one / "step_1" / "metrics.json").read_text())
     sharded = json.loads((one / "step_1" / "metrics_evaluate.json").read_text())
     assert set(sharded["per_class"]) == set(original["per_class"])
+    # Every test image scored exactly once: a dropped or doubled image of these 6-image classes would move
+    # I-AUROC by >= 0.05. Maps differ only by batch-size-dependent float rounding (float16 storage).
     for name, metrics in original["per_class"].items():
         for key, value in metrics.items():
-            assert math.isclose(value, sharded["per_class"][name][key], abs_tol=1e-6), (name, key)
+            assert math.isclose(value, sharded["per_class"][name][key], abs_tol=1e-4), (name, key)

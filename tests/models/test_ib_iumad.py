@@ -17,9 +17,11 @@ def _inputs(batch=2, size=64, seed=0):
     )
 
 
-def _expected_keys(modalities, condition, fusion):
-    keys = {"feature", "feature_rec", "anomaly_map", "image_score"}
-    keys |= {f"anomaly_map_{m}" for m in modalities} | {f"image_score_{m}" for m in modalities}
+def _expected_keys(modalities, condition, fusion, training=True):
+    keys = {"feature", "feature_rec"}
+    if not training:  # anomaly maps and scores are evaluation outputs
+        keys |= {"anomaly_map", "image_score"}
+        keys |= {f"anomaly_map_{m}" for m in modalities} | {f"image_score_{m}" for m in modalities}
     if condition != "none":
         keys |= {f"logits_{m}" for m in modalities}
     if fusion == "ib":
@@ -51,12 +53,15 @@ def test_ib_iumad_default_model_at_224(model_cfg):
     outputs = model(image, depth)
     assert outputs["feature"].shape == (2, 544, 14, 14)
     assert outputs["feature_rec"].shape == (2, 544, 14, 14)
-    assert outputs["anomaly_map"].shape == (2, 1, 224, 224)
-    assert outputs["image_score"].shape == (2,)
     assert outputs["logits_rgb"].shape == outputs["ib_student"].shape == (2, 10)
     assert set(outputs) == _expected_keys(["rgb", "depth"], "mamba", "ib")
     losses = _check_training_step(model, outputs, 10)
     assert set(losses) == {"rgb_ce", "depth_ce", "ib", "ib_ce", "fusion", "total"}
+    with torch.no_grad():
+        evaluated = model.eval()(image, depth)
+    assert set(evaluated) == _expected_keys(["rgb", "depth"], "mamba", "ib", training=False)
+    assert evaluated["anomaly_map"].shape == (2, 1, 224, 224)
+    assert evaluated["image_score"].shape == (2,)
 
 
 SWITCHES = [
@@ -76,8 +81,11 @@ def test_ib_iumad_switch_combinations_build_and_train(model_cfg, modalities, con
     channels = 448 * len(modalities)  # resnet18 levels 1-3: 64 + 128 + 256
     assert set(outputs) == _expected_keys(modalities, condition, fusion)
     assert outputs["feature_rec"].shape == outputs["feature"].shape == (2, channels, 4, 4)
-    assert all(outputs[f"anomaly_map_{m}"].shape == (2, 1, 64, 64) for m in modalities)
     _check_training_step(model, outputs, 3)
+    with torch.no_grad():
+        evaluated = model.eval()(image if "rgb" in modalities else None, depth if "depth" in modalities else None)
+    assert set(evaluated) == _expected_keys(modalities, condition, fusion, training=False)
+    assert all(evaluated[f"anomaly_map_{m}"].shape == (2, 1, 64, 64) for m in modalities)
 
 
 def test_ib_iumad_ignores_inputs_of_unused_modalities(model_cfg):
