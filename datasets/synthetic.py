@@ -231,14 +231,14 @@ def _make_scene(clsname: str, size: int, rng: np.random.Generator) -> _Scene:
     p, q = (cos_a * dx + sin_a * dy) / scale, (-sin_a * dx + cos_a * dy) / scale
     height, inside, pattern = shape(p, q)
     height = height * scale
-    jitter = rng.uniform(0.85, 1.1, size=(2, 3))
+    jitter = rng.uniform(0.92, 1.06, size=(2, 3))
     col_a, col_b = np.clip(np.array(colour_a) * jitter[0], 0, 1), np.clip(np.array(colour_b) * jitter[1], 0, 1)
     fine = _value_noise(rng, size, max(4, size // 4))
     object_albedo = (col_a + (col_b - col_a) * pattern[..., None]) * (0.92 + 0.08 * fine[..., None])
     table_colour = rng.uniform(0.35, 0.55) * np.array([1.0, 0.96, 0.9]) * rng.uniform(0.95, 1.05, size=3)
     table_albedo = table_colour * (0.85 + 0.15 * _value_noise(rng, size, 6)[..., None])
     albedo = np.where(inside[..., None], object_albedo, table_albedo)
-    azimuth, elevation = rng.uniform(0.0, 2 * np.pi), rng.uniform(np.radians(35), np.radians(70))
+    azimuth, elevation = rng.uniform(np.radians(200), np.radians(250)), rng.uniform(np.radians(50), np.radians(70))
     light = np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), -np.sin(elevation)])
     slope = np.hypot(*np.gradient(height, z0 / focal))
     holes = rng.random((size, size)) < np.where(slope > 3.0, 0.3, 0.004)
@@ -311,13 +311,13 @@ def _apply_defect(scene: _Scene, kind: str, rng: np.random.Generator) -> tuple[n
     candidates = np.argwhere(safe) if safe.any() else np.argwhere(scene.inside)
     centre = tuple(candidates[rng.integers(len(candidates))])
     min_radius = 2.0 * scene.pitch  # keeps defects a few pixels wide at small image sizes
-    radius = max(rng.uniform(0.006, 0.010), min_radius)
+    radius = max(rng.uniform(0.009, 0.014), min_radius)
     height, albedo = scene.height.copy(), scene.albedo.copy()
     if kind in ("dent", "bump"):
         rel = np.hypot(scene.world_x - scene.world_x[centre], scene.world_y - scene.world_y[centre]) / radius
         profile = np.where(rel < 1, 0.5 * (1 + np.cos(np.pi * np.minimum(rel, 1))), 0.0)
         sign = -1.0 if kind == "dent" else 1.0
-        height += sign * rng.uniform(0.002, 0.0045) * profile * safe
+        height += sign * rng.uniform(0.004, 0.007) * profile * safe
         return height, albedo, scene.height
     if kind == "color_stain":
         stain = (_blob(scene, centre, max(radius * 0.8, min_radius), rng) < 1) & safe
@@ -326,7 +326,7 @@ def _apply_defect(scene: _Scene, kind: str, rng: np.random.Generator) -> tuple[n
         albedo[stain] = (1 - alpha) * albedo[stain] + alpha * colour
         return height, albedo, scene.height
     if kind == "crack":
-        half_width = max(0.0007, 0.55 * scene.pitch)
+        half_width = max(0.0012, 0.9 * scene.pitch)
         distance = _crack_distance(scene, centre, radius * 4, rng)
         groove = np.where(distance < half_width, 1.0 - distance / half_width, 0.0) * safe
         height -= rng.uniform(0.002, 0.004) * groove

@@ -54,6 +54,16 @@ def resolve_paths(cfg: dict) -> dict:
     return cfg
 
 
+def prepare_output(output: Path) -> None:
+    """Create the run folder or say why it cannot be used."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IUMADError(f"cannot create output directory {output}: {exc.strerror or exc}") from None
+    if not os.access(output, os.W_OK):
+        raise IUMADError(f"output directory is not writable: {output}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = parse_args(argv)
@@ -62,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         device = init_distributed()
         output = Path(args.output) if args.output else default_output(Path(args.config), cfg)
         if is_main_process():
-            output.mkdir(parents=True, exist_ok=True)
-            if not os.access(output, os.W_OK):
-                raise IUMADError(f"output directory is not writable: {output}")
+            prepare_output(output)
         setup_logging(output / "train_val.log" if not args.evaluate else None, get_rank())
         writer = None
         if is_main_process() and not args.evaluate:

@@ -1,0 +1,148 @@
+"""Run a grid of variants × modalities on one setting and tabulate it (baselines and ablations).
+
+``python tools/compare.py --setting experiments/Synthetic3D/6_1_with_4_step/config.yaml
+--variants uniad,iuf,ib_iumad_wo_ib,ib_iumad_wo_mamba,ib_iumad --modalities rgb,depth,rgb+depth``
+
+Each cell is an ordinary ``tools/train_val.py`` run (its own process) of the setting with the variant
+file of ``experiments/_base_/variants/`` merged on top, in ``<output>/<variant>/<modality>/``.
+Finished cells are skipped and killed ones resumed, so the command can simply be run again.
+Writes ``comparison.json``, ``comparison.md`` and ``comparison.png`` (per-step curves) in ``<output>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from utils.errors import ConfigError, IUMADError  # noqa: E402
+from utils.fileio import atomic_write_json, atomic_write_text  # noqa: E402
+
+VARIANTS_DIR = REPO_ROOT / "experiments" / "_base_" / "variants"
+COLUMNS = ("i_auroc", "p_auroc", "aupro_30")
+FM_COLUMNS = ("i_auroc", "aupro_30")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--setting", required=True, type=Path, help="experiments/<Dataset>/<setting>/config.yaml")
+    parser.add_argument("--variants", default="uniad,iuf,ib_iumad_wo_ib,ib_iumad_wo_mamba,ib_iumad")
+    parser.add_argument("--modalities", default="rgb+depth", help="comma list of rgb, depth, rgb+depth")
+    parser.add_argument("--output", type=Path, default=None, help="default outputs/compare/<Dataset>/<setting>")
+    parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every cell")
+    return parser.parse_args(argv)
+
+
+def _cell_config(setting: Path, variant: str, folder: Path) -> Path:
+    variant_file = VARIANTS_DIR / f"{variant}.yaml"
+    if not variant_file.is_file():
+        known = ", ".join(sorted(p.stem for p in VARIANTS_DIR.glob("*.yaml")))
+        raise ConfigError(f"unknown variant '{variant}' (no {variant_file}); variants: {known}")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "variant_config.yaml"
+    atomic_write_text(path, f"_base_: [{setting.resolve()}, {variant_file}]\n")
+    return path
+
+
+def _finished(folder: Path, num_steps: int | None) -> bool:
+    results = folder / "results.json"
+    if not results.is_file():
+        return False
+    steps = json.loads(results.read_text())["steps"]
+    return num_steps is None or len(steps) == num_steps
+
+
+def run_cell(setting: Path, variant: str, modality: str, folder: Path, opts: list[str]) -> dict:
+    """Train/evaluate one cell (or reuse it) and return its ``results.json``."""
+    from utils.config import load_config
+
+    config = _cell_config(setting, variant, folder)
+    num_steps = len(load_config(config, opts)["incremental"]["steps"])
+    if not _finished(folder, num_steps):
+        modalities = "[" + ", ".join(modality.split("+")) + "]"
+        command = [sys.executable, str(REPO_ROOT / "tools" / "train_val.py"), "--config", str(config),
+                   "--output", str(folder), "--resume", "--opts", f"model.modalities={modalities}", *opts]
+        print(f"== {variant} / {modality}: {' '.join(command[1:])}", flush=True)
+        if subprocess.run(command, check=False).returncode != 0:
+            raise IUMADError(f"cell {variant} / {modality} failed; see {folder / 'train_val.log'}")
+    return json.loads((folder / "results.json").read_text())
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def comparison_markdown(table: dict[str, dict[str, dict]], setting: str) -> str:
+    """Final-step metrics and forgetting per variant × modality as a markdown table."""
+    header = ["variant", "modality", *(f"{c}" for c in COLUMNS), *(f"FM {c}" for c in FM_COLUMNS)]
+    lines = [f"Final step of `{setting}` (%, mean over classes; FM = forgetting, lower is better)", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for variant, cells in table.items():
+        for modality, results in cells.items():
+            row = [variant, modality, *(_pct(results["final"].get(c)) for c in COLUMNS),
+                   *(_pct(results["forgetting"].get(c)) for c in FM_COLUMNS)]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(table: dict[str, dict[str, dict]], path: Path) -> None:
+    """Mean I-AUROC over the classes seen, after each step, one panel per modality."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modalities = sorted({m for cells in table.values() for m in cells})
+    fig, axes = plt.subplots(1, len(modalities), figsize=(5 * len(modalities), 4), squeeze=False)
+    for ax, modality in zip(axes[0], modalities):
+        for variant, cells in table.items():
+            if modality in cells:
+                steps = cells[modality]["steps"]
+                ax.plot([s["step"] for s in steps], [100 * (s["mean"].get("i_auroc") or 0) for s in steps],
+                        marker="o", label=variant)
+        ax.set(title=modality, xlabel="step", ylabel="mean I-AUROC (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = parse_args(argv)
+    setting = args.setting.resolve()
+    output = args.output or REPO_ROOT / "outputs" / "compare" / setting.parent.parent.name / setting.parent.name
+    try:
+        if not setting.is_file():
+            raise ConfigError(f"setting config not found: {setting}")
+        table: dict[str, dict[str, dict]] = {}
+        for variant in args.variants.split(","):
+            for modality in args.modalities.split(","):
+                if set(modality.split("+")) - {"rgb", "depth"}:
+                    raise ConfigError(f"unknown modality '{modality}' (use rgb, depth or rgb+depth)")
+                folder = output / variant / modality
+                table.setdefault(variant, {})[modality] = run_cell(setting, variant, modality, folder, args.opts)
+        atomic_write_json(output / "comparison.json", table)
+        markdown = comparison_markdown(table, str(args.setting))
+        atomic_write_text(output / "comparison.md", markdown)
+        plot_curves(table, output / "comparison.png")
+    except IUMADError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
