@@ -220,11 +220,11 @@ def _make_scene(clsname: str, size: int, rng: np.random.Generator) -> _Scene:
     centre = (size - 1) / 2.0
     v, u = np.mgrid[0:size, 0:size].astype(np.float64) - centre
     z0 = rng.uniform(0.62, 0.68)
-    tilt = rng.uniform(-0.08, 0.08, size=2)
+    tilt = rng.uniform(-0.02, 0.02, size=2)
     world_x, world_y = u * z0 / focal, v * z0 / focal
     table_z = z0 + tilt[0] * world_x + tilt[1] * world_y
     shift = rng.uniform(-0.018, 0.018, size=2)
-    angle = rng.uniform(0.0, 2 * np.pi)
+    angle = rng.uniform(-0.35, 0.35)
     scale = rng.uniform(0.88, 1.12)
     cos_a, sin_a = np.cos(angle), np.sin(angle)
     dx, dy = world_x - shift[0], world_y - shift[1]
@@ -235,7 +235,7 @@ def _make_scene(clsname: str, size: int, rng: np.random.Generator) -> _Scene:
     col_a, col_b = np.clip(np.array(colour_a) * jitter[0], 0, 1), np.clip(np.array(colour_b) * jitter[1], 0, 1)
     fine = _value_noise(rng, size, max(4, size // 4))
     object_albedo = (col_a + (col_b - col_a) * pattern[..., None]) * (0.92 + 0.08 * fine[..., None])
-    table_colour = rng.uniform(0.35, 0.55) * np.array([1.0, 0.96, 0.9]) * rng.uniform(0.95, 1.05, size=3)
+    table_colour = rng.uniform(0.42, 0.48) * np.array([1.0, 0.96, 0.9]) * rng.uniform(0.95, 1.05, size=3)
     table_albedo = table_colour * (0.85 + 0.15 * _value_noise(rng, size, 6)[..., None])
     albedo = np.where(inside[..., None], object_albedo, table_albedo)
     azimuth, elevation = rng.uniform(np.radians(200), np.radians(250)), rng.uniform(np.radians(50), np.radians(70))
@@ -253,9 +253,9 @@ def _make_scene(clsname: str, size: int, rng: np.random.Generator) -> _Scene:
         inside=inside,
         albedo=albedo,
         light=light,
-        ambient=rng.uniform(0.25, 0.4),
-        diffuse=rng.uniform(0.65, 0.85),
-        tint=rng.uniform(0.95, 1.05, size=3),
+        ambient=rng.uniform(0.3, 0.34),
+        diffuse=rng.uniform(0.72, 0.78),
+        tint=rng.uniform(0.98, 1.02, size=3),
         rgb_noise=rng.normal(0.0, 0.01, size=(size, size, 3)),
         z_noise=rng.normal(0.0, 0.0002, size=(size, size)),
         holes=holes,

@@ -24,7 +24,7 @@ __all__ = ["Regularizer", "NoRegularizer", "GradientProjection", "EMAPull", "bui
 
 
 class Regularizer:
-    """Hooks the trainer calls; the base class does nothing."""
+    """Hooks the trainer calls with the unwrapped model (never the DDP wrapper); the base class does nothing."""
 
     def begin_step(self, model: nn.Module, step: int) -> None:
         """Called once before training step ``step`` (after the previous checkpoint is loaded)."""
@@ -85,20 +85,16 @@ class GradientProjection(Regularizer):
         if not self.active:
             return
         for name, layer in _ffn_out_layers(model).items():
-            key = name.removeprefix("module.")
             grad = layer.weight.grad
-            if key in self._projectors and grad is not None:
-                projector = self._projectors[key].to(grad.device, grad.dtype)
+            if name in self._projectors and grad is not None:
+                projector = self._projectors[name].to(grad.device, grad.dtype)
                 grad.copy_(grad @ projector)
 
     @torch.no_grad()
     def end_step(self, model: nn.Module, batches: Any, device: torch.device) -> None:  # noqa: D102
         layers = _ffn_out_layers(model)
-        collected: dict[str, list[torch.Tensor]] = {name.removeprefix("module."): [] for name in layers}
-        handles = [
-            layer.register_forward_hook(self._make_hook(collected[name.removeprefix("module.")]))
-            for name, layer in layers.items()
-        ]
+        collected: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+        handles = [layer.register_forward_hook(self._make_hook(collected[name])) for name, layer in layers.items()]
         try:
             was_training = model.training
             model.eval()

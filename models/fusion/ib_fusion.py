@@ -88,7 +88,9 @@ class IBFusion(nn.Module):
         self.attn_norm = nn.ModuleList(nn.LayerNorm(hidden_dim) for _ in self.in_channels)
         self.encoder = _mlp(hidden_dim, hidden_dim, z_dim)
         self.decoder = _mlp(z_dim, hidden_dim, self.out_channels)
-        self.student_proj = nn.Linear(self.out_channels, hidden_dim)
+        # LayerNorm: h reads F^g's class information from its direction, so matching the teacher never asks
+        # F^g for a large magnitude that would fight the reconstruction (MSE) objective.
+        self.student_proj = nn.Sequential(nn.Linear(self.out_channels, hidden_dim), nn.LayerNorm(hidden_dim))
         self.head = GrowingClassifier(hidden_dim, num_classes)
         if residual:
             # Near-zero (not zero, so gradients reach the fusion from the first step) correction at init.

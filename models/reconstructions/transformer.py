@@ -170,12 +170,18 @@ class ReconstructionTransformer(nn.Module):
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        """Xavier-uniform linear weights, zero biases, small random positional embedding."""
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        """Xavier-uniform linear weights, zero biases, unit-scale positional embedding, near-zero output projection.
+
+        The positional embedding has the scale of the (layer-normalised) tokens so that queries can find
+        their own position from the first step; the near-zero output projection starts the reconstruction at ~0
+        instead of at unit-scale noise (backbone features can be much smaller than 1).
+        """
+        nn.init.normal_(self.pos_embed, std=1.0)
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
+        nn.init.normal_(self.output_proj.weight, std=1e-3)  # near zero, yet gradients flow from step one
 
     def forward(self, feature: Tensor, cond: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
         """Reconstruct a feature map.

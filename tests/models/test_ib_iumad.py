@@ -202,3 +202,18 @@ def test_ib_iumad_anomaly_map_is_higher_on_an_altered_region_after_fitting(model
     assert losses["fusion"] < 0.01
     assert fitted > 1.5, f"inside/outside map ratio {fitted:.2f} (untrained {untrained:.2f})"
     assert fitted > untrained + 0.5
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_ib_iumad_default_model_cuda_bf16(model_cfg):
+    model = build_model(model_cfg(default=True), image_size=224, num_classes=10).cuda().train()
+    image, depth = (t.cuda() for t in _inputs(size=224))
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        outputs = model(image, depth)
+        losses = build_criterion({"ib_ce": 1.0})(outputs, {"class_id": torch.arange(2, device="cuda")})
+    losses["total"].backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        evaluated = model.eval()(image, depth)
+    assert evaluated["anomaly_map"].shape == (2, 1, 224, 224) and torch.isfinite(evaluated["image_score"]).all()

@@ -44,8 +44,15 @@ def test_transformer_ffn_out_layers_are_named_linears():
     assert all(isinstance(model.get_submodule(name), nn.Linear) for name in names)
 
 
+def test_transformer_output_starts_near_zero():
+    model = _small()
+    rec, _ = model(torch.randn(2, 12, 3, 4))
+    assert rec.abs().max() < 0.05  # training starts from "reconstruct nothing", not from unit-scale noise
+
+
 def test_transformer_condition_of_ones_equals_no_condition_and_others_change_output():
     model = _small()
+    torch.nn.init.xavier_uniform_(model.output_proj.weight)  # the near-zero init would hide small differences
     feature = torch.randn(2, 12, 3, 4)
     plain, _ = model(feature)
     ones, _ = model(feature, [torch.ones(2, 12, 16)] * 2)
