@@ -202,6 +202,8 @@ def _type_name(types: Any) -> str:
 
 
 def _check_leaf(key: str, value: Any, types: Any) -> Any:
+    if value is False and "off" in _CHOICES.get(key, ()):
+        value = "off"  # YAML 1.1 reads an unquoted `off` as false
     flat = types if isinstance(types, tuple) else (types,)
     flat = tuple(t for group in flat for t in (group if isinstance(group, tuple) else (group,)))
     if isinstance(value, bool) and bool not in flat:

@@ -84,3 +84,11 @@ def test_every_experiment_config_loads():
         cfg = load_config(path)
         classes = [c for s in cfg["incremental"]["steps"] for c in s["classes"]]
         assert classes == sorted(classes), path
+
+
+def test_unquoted_off_choice_means_off(tmp_path):
+    write(tmp_path / "base.yaml", BASE)
+    child = tmp_path / "child.yaml"
+    child.write_text("_base_: base.yaml\ntrainer:\n  feature_cache: off\n")
+    assert load_config(child)["trainer"]["feature_cache"] == "off"
+    assert load_config(child, ["trainer.feature_cache=off"])["trainer"]["feature_cache"] == "off"
