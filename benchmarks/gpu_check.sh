@@ -5,6 +5,7 @@
 # 2. NCCL DDP with every visible GPU: a tiny Synthetic3D 2-step run through torchrun;
 # 3. benchmarks/throughput.py on CUDA with bf16 autocast.
 set -uo pipefail
+status=0
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log="${1:-$root/outputs/gpu_check.log}"
 mkdir -p "$(dirname "$log")"
@@ -14,7 +15,7 @@ echo "== $(date -u) $(python -c 'import torch; print(torch.__version__, torch.cu
 python -c 'import mamba_ssm; print("mamba-ssm", mamba_ssm.__version__)' 2>/dev/null || echo "mamba-ssm: not importable (kernel comparison skipped)"
 
 echo "== 1. CUDA tests"
-python -m pytest -q -m cuda -rs tests
+python -m pytest -q -m cuda -rs tests || status=1
 
 echo "== 2. NCCL DDP on $(python -c 'import torch; print(torch.cuda.device_count())') GPU(s)"
 work="$(mktemp -d)"
@@ -29,8 +30,10 @@ incremental:
   steps: [{classes: [ball, box]}, {classes: [cone]}]
 YAML
 python -m torch.distributed.run --standalone --nproc_per_node="$ngpu" tools/train_val.py \
-  --config "$work/config.yaml" --output "$work/out" && python -c "import json,sys; print(json.load(open(sys.argv[1]))['final'])" "$work/out/results.json"
+  --config "$work/config.yaml" --output "$work/out" \
+  && python -c "import json,sys; print(json.load(open(sys.argv[1]))['final'])" "$work/out/results.json" || status=1
 
 echo "== 3. throughput on CUDA (bf16)"
-python benchmarks/throughput.py --device cuda --train-batch 16 --infer-batch 32 --iters 10
-echo "== done: $log"
+python benchmarks/throughput.py --device cuda --train-batch 16 --infer-batch 32 --iters 10 || status=1
+echo "== done (status $status): $log"
+exit "$status"

@@ -46,7 +46,7 @@ def measure(variant: str, device_name: str, train_batch: int, infer_batch: int, 
     device = torch.device(device_name)
     base_rss = _status_kib("VmRSS")
     config = Path("/tmp") / f"throughput_{variant}.yaml"
-    config.write_text(f"_base_: [{SETTING}, {VARIANTS_DIR / (variant + '.yaml')}]\n")
+    config.write_text(f"_base_: {json.dumps([str(SETTING), str(VARIANTS_DIR / (variant + '.yaml'))])}\n")
     cfg = load_config(config, ["model.net.backbone.kwargs.pretrained=false"])
     torch.manual_seed(0)
     model = build_model(cfg["model"], 224, 10).to(device)
@@ -115,8 +115,10 @@ def main() -> None:
     for variant in args.variants.split(","):
         command = [sys.executable, __file__, "--worker", variant, "--device", args.device, "--train-batch",
                    str(args.train_batch), "--infer-batch", str(args.infer_batch), "--iters", str(args.iters)]
-        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"variant {variant} failed:\n{done.stderr[-3000:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     ref = next((r for r in rows if r["variant"] == "uniad"), rows[0])
     memory = "peak MiB (max_memory_allocated, bf16)" if args.device == "cuda" else "peak MiB (RSS)"
     print(f"device {args.device}, 224 px, train batch {args.train_batch}, inference batch {args.infer_batch}, "

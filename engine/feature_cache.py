@@ -44,9 +44,11 @@ class CachedFeatureDataset(Dataset):
         return torch.load(self.files[index], map_location="cpu", weights_only=True)
 
 
-def cache_key(filename: str, backbone_cfg: dict, image_size: int, modalities: list[str]) -> str:
-    """Stable key of one sample's cached features: file name + everything that changes them."""
-    text = json.dumps([filename, backbone_cfg, image_size, sorted(modalities)], sort_keys=True)
+def cache_key(
+    root: str, filename: str, class_id: int, backbone_cfg: dict, image_size: int, modalities: list[str]
+) -> str:
+    """Stable key of one cached sample: its file and class id + everything that changes its features."""
+    text = json.dumps([root, filename, class_id, backbone_cfg, image_size, sorted(modalities)], sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()
 
 
@@ -79,7 +81,7 @@ def build_feature_cache(
         dataset: a step's training :class:`~datasets.RGBDDataset` (unaugmented).
         mode: ``memory``, ``disk`` or ``auto`` (memory when the estimate is below ``max_gib``).
         disk_dir: folder of the on-disk cache.
-        key_fn: ``filename -> key`` (see :func:`cache_key`).
+        key_fn: ``(filename, class_id) -> key`` (see :func:`cache_key`).
     """
     if mode == "auto":
         size = _estimate_gib(model, dataset[0], dataset[0]["image"].shape[-1], len(dataset), device)
@@ -89,7 +91,7 @@ def build_feature_cache(
     samples: list[dict[str, Any]] = []
     files: list[Path] = []
     for batch in tqdm(loader, desc="caching backbone features", leave=False, disable=not show_progress):
-        keys = [key_fn(name) for name in batch["filename"]]
+        keys = [key_fn(name, int(class_id)) for name, class_id in zip(batch["filename"], batch["class_id"])]
         todo = mode == "memory" or not all((disk_dir / f"{k}.pt").is_file() for k in keys)
         feats = model.extract_features(batch["image"].to(device), batch["depth"].to(device)) if todo else {}
         for i, key in enumerate(keys):

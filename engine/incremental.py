@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from engine.trainer import StepSpec, seed_everything, train_step
 from models.model_helper import build_model
 from utils.criterion_helper import build_criterion
 from utils.dist import barrier, is_main_process
-from utils.errors import ConfigError, DataError
+from utils.errors import CheckpointError, ConfigError, DataError
 from utils.fileio import atomic_write_json
 from utils.results import format_final_table
 
@@ -44,6 +45,16 @@ class RunOptions:
     overwrite: bool = False
 
 
+def _check_split(train: list[dict], test: list[dict], meta_dir: Path) -> None:
+    """Refuse meta files (also hand-made ones) that put a test image or a defective image into training."""
+    leaked = sorted({r["filename"] for r in train} & {r["filename"] for r in test})
+    if leaked:
+        raise DataError(f"{meta_dir / 'train.jsonl'} contains test images, e.g. {leaked[0]} ({len(leaked)} in all)")
+    defective = [r["filename"] for r in train if int(r["label"]) != 0]
+    if defective:
+        raise DataError(f"{meta_dir / 'train.jsonl'} contains defective images, e.g. {defective[0]}")
+
+
 def _ckpt(output: Path, step: int) -> Path:
     return output / f"step_{step}" / "ckpt.pth"
 
@@ -58,12 +69,12 @@ class IncrementalRun:
         config_path: the config file, quoted in messages that tell the user what to run.
     """
 
-    def __init__(self, cfg: dict, output: Path, device: torch.device, config_path: str, writer=None) -> None:
+    def __init__(self, cfg: dict, output: Path, device: torch.device, config_path: str) -> None:
         self.cfg = cfg
         self.output = Path(output)
         self.device = device
         self.config_path = config_path
-        self.writer = writer
+        self.writer = None  # TensorBoard SummaryWriter, set by the entry point on rank 0
         self.steps: list[list[str]] = [list(s["classes"]) for s in cfg["incremental"]["steps"]]
         self.fingerprint = architecture_fingerprint(cfg)
         self.train_records, self.test_records = self._load_meta()
@@ -80,12 +91,13 @@ class IncrementalRun:
         if not root.is_dir():
             raise DataError(f"dataset root not found: {root} (dataset.root in the config)")
         meta_dir = Path(dcfg["meta_dir"] or root)
-        if not (meta_dir / "train.jsonl").is_file() or not (meta_dir / "test.jsonl").is_file():
-            if is_main_process():
-                LOGGER.info("building meta files in %s", meta_dir)
-                write_meta(root, meta_dir)
-            barrier()
+        missing = not (meta_dir / "train.jsonl").is_file() or not (meta_dir / "test.jsonl").is_file()
+        if missing and is_main_process():
+            LOGGER.info("building meta files in %s", meta_dir)
+            write_meta(root, meta_dir)
+        barrier()
         train, test = read_meta(meta_dir / "train.jsonl"), read_meta(meta_dir / "test.jsonl")
+        _check_split(train, test, meta_dir)
         known = sorted({r["clsname"] for r in train})
         for name in (c for step in self.steps for c in step):
             for records, split in ((train, "train"), (test, "test")):
@@ -122,6 +134,12 @@ class IncrementalRun:
             f"--output {self.output}"
         )
         payload = load_checkpoint(_ckpt(self.output, step), self.fingerprint, hint)
+        expected = [c for classes in self.steps[: step + 1] for c in classes]
+        if payload["state"]["classes"] != expected:
+            raise CheckpointError(
+                f"{_ckpt(self.output, step)} learned classes {payload['state']['classes']}, but steps 0..{step} of "
+                f"this config have {expected}; use the config it was trained with or another --output"
+            )
         self.state = IncrementalState.from_dict(payload["state"])
         self.model.grow_classes(len(self.state.classes))
         self.model.load_state_dict(payload["model"])
@@ -132,14 +150,44 @@ class IncrementalRun:
         return _ckpt(self.output, step).is_file() and (self.output / f"step_{step}" / "metrics.json").is_file()
 
     # ------------------------------------------------------------- running
-    def run(self, options: RunOptions) -> dict[str, Any]:
-        """Train (and evaluate) the steps asked for; return the results dict."""
-        if options.evaluate_only:
-            return self.evaluate_checkpoint(options.only_step)
-        steps = [options.only_step] if options.only_step is not None else list(range(len(self.steps)))
+    def _steps_to_run(self, options: RunOptions) -> list[int]:
         if options.only_step is not None and not 0 <= options.only_step < len(self.steps):
             raise ConfigError(f"--step {options.only_step}: this setting has steps 0..{len(self.steps) - 1}")
-        self._refuse_overwrite(steps, options)
+        return [options.only_step] if options.only_step is not None else list(range(len(self.steps)))
+
+    def prepare(self, options: RunOptions) -> None:
+        """Check the output folder before anything is written: refuse to overwrite a run unless asked.
+
+        With ``--overwrite`` the folders of the steps to run *and of every later step* are removed, so
+        results of an old run never mix with the new one.
+        """
+        if options.evaluate_only:
+            return
+        if options.resume and options.overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other; pass one")
+        steps = self._steps_to_run(options)
+        if options.overwrite:
+            if is_main_process():
+                for folder in sorted(self.output.glob("step_*")):
+                    if folder.name.removeprefix("step_").isdigit() and int(folder.name[5:]) >= steps[0]:
+                        shutil.rmtree(folder)
+                shutil.rmtree(self.output / "feature_cache", ignore_errors=True)
+            barrier()
+            return
+        if options.resume:
+            return
+        done = [k for k in steps if _ckpt(self.output, k).is_file()]
+        if done:
+            raise ConfigError(
+                f"{self.output} already holds step {done[0]} ({_ckpt(self.output, done[0])}); "
+                "pass --resume to continue the run, --overwrite to train again, or another --output"
+            )
+
+    def run(self, options: RunOptions) -> dict[str, Any]:
+        """Train (and evaluate) the steps asked for; return the results dict. Call :meth:`prepare` first."""
+        if options.evaluate_only:
+            return self.evaluate_checkpoint(options.only_step)
+        steps = self._steps_to_run(options)
         if steps[0] > 0:
             self._load_step(steps[0] - 1)
         for step in steps:
@@ -149,16 +197,6 @@ class IncrementalRun:
                 continue
             self._run_step(step, resume=options.resume)
         return self._write_results(steps[-1])
-
-    def _refuse_overwrite(self, steps: list[int], options: RunOptions) -> None:
-        if options.resume or options.overwrite:
-            return
-        done = [k for k in steps if _ckpt(self.output, k).is_file()]
-        if done:
-            raise ConfigError(
-                f"{self.output} already holds step {done[0]} ({_ckpt(self.output, done[0])}); "
-                "pass --resume to continue the run, --overwrite to train again, or another --output"
-            )
 
     def _run_step(self, step: int, resume: bool) -> None:
         step_dir = self.output / f"step_{step}"
@@ -208,8 +246,9 @@ class IncrementalRun:
             return dataset, False
         backbone = next(e for e in self.cfg["model"]["net"] if e.get("name") == "backbone")
 
-        def key(filename: str) -> str:
-            return cache_key(filename, backbone, dcfg["image_size"], self.cfg["model"]["modalities"])
+        def key(filename: str, class_id: int) -> str:
+            return cache_key(dcfg["root"], filename, class_id, backbone, dcfg["image_size"],
+                             self.cfg["model"]["modalities"])
 
         cached = build_feature_cache(
             self.model, dataset, self.device, dcfg["eval_batch_size"], dcfg["workers"], tcfg["feature_cache"],
@@ -233,13 +272,16 @@ class IncrementalRun:
                 for key, value in record["mean"].items():
                     self.writer.add_scalar(f"metrics/{key}", value, step)
         barrier()
+        self._write_results(step, log_table=False)
 
-    def _write_results(self, last_step: int) -> dict[str, Any]:
+    def _write_results(self, last_step: int, log_table: bool = True) -> dict[str, Any]:
+        """Rebuild results.json/md from the step records 0..last_step (after every step and at the end)."""
         records = [read_step_record(self.output / f"step_{k}" / "metrics.json") for k in range(last_step + 1)]
         results = build_results(records)
         if is_main_process():
             write_results(self.output, results)
-            LOGGER.info("final table (step %d):\n%s", last_step, format_final_table(results))
+            if log_table:
+                LOGGER.info("final table (step %d):\n%s", last_step, format_final_table(results))
         return results
 
     def evaluate_checkpoint(self, step: int | None) -> dict[str, Any]:

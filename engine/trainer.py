@@ -81,12 +81,21 @@ def _forward(model: nn.Module, batch: dict[str, Any], device: torch.device, uses
 
 
 def _check_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, iteration: int) -> None:
+    """Raise on a non-finite loss term; every rank agrees first, so no rank is left waiting in all-reduce."""
+    finite = torch.stack([torch.isfinite(v).all() for v in losses.values()]).all()
+    if get_world_size() > 1:
+        flag = finite.to(torch.int32).reshape(1)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        finite = bool(flag.item())
+    if finite:
+        return
     for name, value in losses.items():
         if not torch.isfinite(value).all():
             raise TrainingError(
                 f"non-finite loss '{name}' = {value.item()} at step {step}, epoch {epoch + 1}, iteration {iteration}; "
                 "training stopped and the last good checkpoint is kept (lower trainer.lr or check the data)"
             )
+    raise TrainingError(f"non-finite loss on another process at step {step}, epoch {epoch + 1}, iteration {iteration}")
 
 
 @torch.no_grad()

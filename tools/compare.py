@@ -47,7 +47,7 @@ def _cell_config(setting: Path, variant: str, folder: Path) -> Path:
         raise ConfigError(f"unknown variant '{variant}' (no {variant_file}); variants: {known}")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "variant_config.yaml"
-    atomic_write_text(path, f"_base_: [{setting.resolve()}, {variant_file}]\n")
+    atomic_write_text(path, f"_base_: {json.dumps([str(setting.resolve()), str(variant_file)])}\n")
     return path
 
 
@@ -59,11 +59,20 @@ def _finished(folder: Path, num_steps: int | None) -> bool:
     return num_steps is None or len(steps) == num_steps
 
 
+def _check_same_opts(folder: Path, opts: list[str]) -> None:
+    """A cell is reused or resumed only with the ``--opts`` it was started with."""
+    record = folder / "opts.json"
+    if record.is_file() and json.loads(record.read_text()) != opts:
+        raise ConfigError(f"{folder} was run with --opts {json.loads(record.read_text())}; use another --output")
+    atomic_write_json(record, opts)
+
+
 def run_cell(setting: Path, variant: str, modality: str, folder: Path, opts: list[str]) -> dict:
     """Train/evaluate one cell (or reuse it) and return its ``results.json``."""
     from utils.config import load_config
 
     config = _cell_config(setting, variant, folder)
+    _check_same_opts(folder, opts)
     num_steps = len(load_config(config, opts)["incremental"]["steps"])
     if not _finished(folder, num_steps):
         modalities = "[" + ", ".join(modality.split("+")) + "]"

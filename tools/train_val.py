@@ -74,17 +74,18 @@ def main(argv: list[str] | None = None) -> int:
         if is_main_process():
             prepare_output(output)
         setup_logging(output / "train_val.log" if not args.evaluate else None, get_rank())
-        writer = None
+        run = IncrementalRun(cfg, output, device, args.config)
+        options = RunOptions(args.step, args.evaluate, args.resume, args.overwrite)
+        run.prepare(options)
         if is_main_process() and not args.evaluate:
             atomic_write_text(output / "config.yaml", config_to_yaml(cfg))
             from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(output / "tensorboard"))
+            run.writer = SummaryWriter(str(output / "tensorboard"))
         LOGGER.info("config %s -> output %s on %s", args.config, output, device)
-        run = IncrementalRun(cfg, output, device, args.config, writer)
-        run.run(RunOptions(args.step, args.evaluate, args.resume, args.overwrite))
-        if writer is not None:
-            writer.close()
+        run.run(options)
+        if run.writer is not None:
+            run.writer.close()
     except IUMADError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

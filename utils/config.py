@@ -103,6 +103,26 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+# Inclusive numeric ranges (None = unbounded).
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "dataset.image_size": (32, None),
+    "dataset.batch_size": (1, None),
+    "dataset.eval_batch_size": (1, None),
+    "dataset.workers": (0, None),
+    "model.jitter.scale": (0, None),
+    "model.jitter.prob": (0, 1),
+    "trainer.epochs": (1, None),
+    "trainer.incremental_epochs": (1, None),
+    "trainer.lr": (0, None),
+    "trainer.val_fraction": (0, 0.9),
+    "trainer.save_every_epochs": (0, None),
+    "incremental.regularizer.ema_alpha": (0, 1),
+    "incremental.regularizer.gp_energy": (0, 1),
+    "incremental.regularizer.gp_max_samples": (1, None),
+    "evaluation.vis_per_class": (0, None),
+}
+
+
 def _is_named_list(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) and "name" in v for v in value)
 
@@ -213,6 +233,10 @@ def _check_leaf(key: str, value: Any, types: Any) -> Any:
     choices = _CHOICES.get(key)
     if choices is not None and value not in choices:
         raise ConfigError(f"config key '{key}': expected one of {', '.join(choices)}, got {value!r}")
+    low, high = _RANGES.get(key, (None, None))
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"{'-inf' if low is None else low}..{'inf' if high is None else high}"
+        raise ConfigError(f"config key '{key}': expected a value in {bounds}, got {value!r}")
     if float in flat and int in flat and isinstance(value, int):
         return float(value)
     return value

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -30,6 +32,16 @@ def _write_xyz(root: Path, array: np.ndarray) -> None:
 
 def _defect_mask(root: Path) -> Path:
     return next(p for p in sorted((root / "ball" / "test").glob("*/gt/*.png")) if "good" not in p.parts)
+
+
+def _write_leaky_meta(root: Path) -> None:
+    """Hand-made meta files whose training list also holds a test image."""
+    from datasets.meta import build_meta
+
+    train, test = build_meta(root)
+    leaked = {**next(r for r in test if r["label"] == 0), "split": "train"}
+    for name, records in (("train.jsonl", [*train, leaked]), ("test.jsonl", test)):
+        (root / name).write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
 # (id, how to break the dataset / config, extra argv, expected message fragment)
@@ -60,6 +72,8 @@ CASES = [
      ["--step", "1"], "written by another model configuration"),
     ("output_not_writable", lambda r, c: (Path(c["_out"]).parent / "file").write_text("x"), ["--output-under-file"],
      "cannot create output directory"),
+    ("leaky_meta", lambda r, c: _write_leaky_meta(r), [], "contains test images"),
+    ("resume_and_overwrite", lambda r, c: None, ["--resume", "--overwrite"], "contradict each other"),
     ("non_finite_loss", lambda r, c: c["model"].update(jitter={"scale": float("inf"), "prob": 1.0}), [],
      "at step 0, epoch 1, iteration 0"),
 ]
@@ -67,6 +81,7 @@ CASES = [
 
 @pytest.fixture()
 def broken_setup(tmp_path, tiny_root, make_config):
+    logging.getLogger().handlers.clear()  # an earlier main() left a handler on a stream pytest has closed
     root = tmp_path / "data"
     shutil.copytree(tiny_root, root, ignore=shutil.ignore_patterns("*.jsonl"))
     cfg = make_config(root, STEPS)

@@ -6,7 +6,10 @@ import torch
 from engine.checkpoint import architecture_fingerprint, load_checkpoint, save_checkpoint
 from utils.errors import CheckpointError
 
-CFG = {"model": {"net": [{"name": "a"}], "jitter": {"scale": 1}}, "dataset": {"image_size": 64}}
+CFG = {
+    "model": {"net": [{"name": "a", "kwargs": {"pretrained": True, "width": 3}}], "jitter": {"scale": 1}},
+    "dataset": {"image_size": 64},
+}
 
 
 def test_save_load_roundtrip_from_disk(tmp_path):
@@ -20,6 +23,8 @@ def test_save_load_roundtrip_from_disk(tmp_path):
 def test_fingerprint_ignores_jitter_but_not_architecture():
     other = {**CFG, "model": {**CFG["model"], "jitter": {"scale": 5}}}
     assert architecture_fingerprint(other) == architecture_fingerprint(CFG)
+    offline = {**CFG, "model": {**CFG["model"], "net": [{"name": "a", "kwargs": {"pretrained": False, "width": 3}}]}}
+    assert architecture_fingerprint(offline) == architecture_fingerprint(CFG)
     wider = {**CFG, "dataset": {"image_size": 128}}
     assert architecture_fingerprint(wider) != architecture_fingerprint(CFG)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import yaml
@@ -90,3 +91,23 @@ def test_finished_run_is_not_overwritten(full_run, capsys):
     assert run("--config", config, "--output", out) == 2
     assert "already holds step 0" in capsys.readouterr().err
     assert (out / "results.json").read_bytes() == before
+
+
+def test_overwrite_from_step_removes_later_steps(full_run, tmp_path):
+    config, out = full_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert run("--config", config, "--output", copy, "--step", 1, "--overwrite") == 0
+    assert not (copy / "step_2").exists()  # built on the old step 1: must not survive
+    assert len(json.loads((copy / "results.json").read_text())["steps"]) == 2
+
+
+def test_checkpoint_of_other_class_order_is_refused(full_run, tmp_path, tiny_root, make_config, capsys):
+    _, out = full_run
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(make_config(tiny_root, [["box", "ball"], ["cone"], ["ring"]])))
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert run("--config", other, "--output", copy, "--step", 1, "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert "learned classes ['ball', 'box'], but steps 0..0 of this config have ['box', 'ball']" in err

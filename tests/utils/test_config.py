@@ -48,6 +48,8 @@ def test_load_config_base_chain_and_opts(tmp_path):
         ({"incremental": {"steps": [{"classes": ["a"]}, {"classes": ["a"]}]}}, "class 'a' appears in step 0"),
         ({"incremental": {"steps": [{"classes": []}]}}, "classes' is empty"),
         ({"datset": {}}, "did you mean 'dataset'"),
+        ({"dataset": {"batch_size": 0}}, "'dataset.batch_size': expected a value in 1..inf, got 0"),
+        ({"trainer": {"val_fraction": 1.0}}, "'trainer.val_fraction': expected a value in 0..0.9"),
     ],
 )
 def test_validate_config_rejects_bad_values(override, message):

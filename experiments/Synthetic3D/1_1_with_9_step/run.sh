@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Synthetic3D 1_1_with_9_step. Usage: bash run.sh [NUM_PROCESSES] [train_val.py arguments]
 # Makes the dataset under data/Synthetic3D first if it is not there.
+set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bash "$here/../../../A_ori_dataset_split/Synthetic3D/ensure_dataset.sh" "$here/../../../data/Synthetic3D"
 exec bash "$here/../../_base_/run_setting.sh" "$here/config.yaml" "$@"
