@@ -94,3 +94,13 @@ def test_unquoted_off_choice_means_off(tmp_path):
     child.write_text("_base_: base.yaml\ntrainer:\n  feature_cache: off\n")
     assert load_config(child)["trainer"]["feature_cache"] == "off"
     assert load_config(child, ["trainer.feature_cache=off"])["trainer"]["feature_cache"] == "off"
+
+
+def test_eyecandies_configs_use_the_converters_class_folders():
+    from datasets.eyecandies import class_folder_name
+
+    cfg = load_config(REPO / "experiments" / "Eyecandies" / "10_0_with_0_step" / "config.yaml")
+    classes = cfg["incremental"]["steps"][0]["classes"]
+    published = ["CandyCane", "ChocolateCookie", "ChocolatePraline", "Confetto", "GummyBear", "HazelnutTruffle",
+                 "LicoriceSandwich", "Lollipop", "Marshmallow", "PeppermintCandy"]
+    assert classes == [class_folder_name(name) for name in published]
