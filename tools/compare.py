@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from utils.errors import ConfigError, IUMADError  # noqa: E402
+from utils.errors import ConfigError, IUMADError, report_error  # noqa: E402
 from utils.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 
 VARIANTS_DIR = REPO_ROOT / "experiments" / "_base_" / "variants"
@@ -147,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(output / "comparison.md", markdown)
         plot_curves(table, output / "comparison.png")
     except IUMADError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc)
     print(markdown)
     return 0
 

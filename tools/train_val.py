@@ -20,7 +20,7 @@ if str(REPO_ROOT) not in sys.path:
 from engine.incremental import IncrementalRun, RunOptions  # noqa: E402
 from utils.config import config_to_yaml, load_config  # noqa: E402
 from utils.dist import cleanup_distributed, get_rank, init_distributed, is_main_process  # noqa: E402
-from utils.errors import IUMADError  # noqa: E402
+from utils.errors import IUMADError, report_error  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
 from utils.logger import setup_logging  # noqa: E402
 
@@ -87,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         if run.writer is not None:
             run.writer.close()
     except IUMADError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc)
     except PermissionError as exc:
         print(f"error: permission denied: {exc.filename or exc}", file=sys.stderr)
         return 2

@@ -4,7 +4,9 @@ Library code raises these (or ``ValueError`` for programming errors on in-memory
 entry points catch :class:`IUMADError` and print ``error: <message>`` with exit code 2.
 """
 
-__all__ = ["IUMADError", "ConfigError", "DataError", "CheckpointError", "WeightsUnavailableError"]
+import sys
+
+__all__ = ["report_error", "IUMADError", "ConfigError", "DataError", "CheckpointError", "WeightsUnavailableError"]
 
 
 class IUMADError(Exception):
@@ -25,3 +27,9 @@ class CheckpointError(IUMADError):
 
 class WeightsUnavailableError(IUMADError):
     """Pretrained backbone weights were requested but cannot be loaded (e.g. no network)."""
+
+
+def report_error(exc: IUMADError) -> int:
+    """Print ``error: <message>`` to stderr for the user and return the entry points' exit code, 2."""
+    print(f"error: {exc}", file=sys.stderr)
+    return 2

@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from datasets.eyecandies import convert_eyecandies  # noqa: E402
-from utils.errors import IUMADError  # noqa: E402
+from utils.errors import IUMADError, report_error  # noqa: E402
 
 LOGGER = logging.getLogger("convert_to_mvtec3d")
 
@@ -41,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = convert_eyecandies(args.root, args.out, image_index=args.image_index, compress=args.compress)
     except IUMADError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc)
     LOGGER.info("wrote %s", out)
     return 0
 

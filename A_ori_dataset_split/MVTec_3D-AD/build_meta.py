@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from datasets.meta import read_meta, write_meta  # noqa: E402
-from utils.errors import IUMADError  # noqa: E402
+from utils.errors import IUMADError, report_error  # noqa: E402
 
 LOGGER = logging.getLogger("build_meta")
 
@@ -41,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_meta(args.root, args.out):
             LOGGER.info("%s: %d records", path, len(read_meta(path)))
     except IUMADError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc)
     return 0
 
 

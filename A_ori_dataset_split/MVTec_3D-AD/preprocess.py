@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from datasets.preprocess import PlaneRemoval, remove_background_tree  # noqa: E402
-from utils.errors import IUMADError  # noqa: E402
+from utils.errors import IUMADError, report_error  # noqa: E402
 
 LOGGER = logging.getLogger("preprocess")
 
@@ -50,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = remove_background_tree(args.root, args.out, seed=args.seed, params=params, workers=args.workers)
     except IUMADError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc)
     LOGGER.info("wrote %s", out)
     return 0
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from datasets.meta import write_meta  # noqa: E402
 from datasets.synthetic import CLASS_NAMES, make_dataset  # noqa: E402
-from utils.errors import IUMADError  # noqa: E402
+from utils.errors import IUMADError, report_error  # noqa: E402
 
 LOGGER = logging.getLogger("make_synthetic_3d")
 
@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.meta:
             write_meta(out)
     except IUMADError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc)
     LOGGER.info("wrote %s in %.1f s", out, time.perf_counter() - start)
     return 0
 
