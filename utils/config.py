@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -150,11 +151,26 @@ def merge_configs(base: Any, override: Any) -> Any:
     return copy.deepcopy(override)
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """Safe YAML loader that also reads exponent floats without a dot (``1e-4``, YAML 1.2) as numbers."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _parse_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse YAML {path}: {exc}") from None
     if data is None:
@@ -206,7 +222,7 @@ def apply_overrides(cfg: dict, opts: list[str]) -> dict:
             raise ConfigError(f"--opts expects key=value, got '{opt}'")
         key, raw = opt.split("=", 1)
         try:
-            value = yaml.safe_load(raw)
+            value = _parse_yaml(raw)
         except yaml.YAMLError:
             value = raw
         _set_path(cfg, key.strip(), value)

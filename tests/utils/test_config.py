@@ -96,6 +96,15 @@ def test_unquoted_off_choice_means_off(tmp_path):
     assert load_config(child, ["trainer.feature_cache=off"])["trainer"]["feature_cache"] == "off"
 
 
+@pytest.mark.parametrize("text, expected", [("2e-3", 0.002), ("1E4", 10000.0), ("+5e-1", 0.5), ("1.0e-4", 1e-4)])
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path, text, expected):
+    write(tmp_path / "base.yaml", BASE)
+    child = tmp_path / "child.yaml"
+    child.write_text(f"_base_: base.yaml\ntrainer:\n  weight_decay: {text}\n")
+    assert load_config(child)["trainer"]["weight_decay"] == expected
+    assert load_config(child, [f"trainer.lr={text}"])["trainer"]["lr"] == expected
+
+
 def test_eyecandies_configs_use_the_converters_class_folders():
     from datasets.eyecandies import class_folder_name
 
