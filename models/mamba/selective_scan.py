@@ -212,6 +212,19 @@ def _scan_torch(
     return out
 
 
+def kernel_rejects(u: Tensor, B: Tensor, C: Tensor) -> str | None:
+    """Why mamba-ssm's kernel cannot take these (shape-checked) inputs, or ``None`` when it can.
+
+    The kernel needs a float32/float16/bfloat16 ``u`` and ``B``, ``C`` in the same layout with the same
+    group count; the PyTorch scan takes any of them.
+    """
+    if u.dtype not in _KERNEL_DTYPES:
+        return f"u is {u.dtype}, the kernel takes {', '.join(str(t) for t in _KERNEL_DTYPES)}"
+    if B.dim() != C.dim() or (B.dim() == 4 and B.shape[1] != C.shape[1]):
+        return f"B {tuple(B.shape)} and C {tuple(C.shape)} must have the same layout and group count"
+    return None
+
+
 def _run_cuda_kernel(
     kernel: Callable[..., object],
     u: Tensor,
@@ -262,7 +275,8 @@ def selective_scan(
         A: State matrix (diagonal, real) ``(dim, state)``; usually negative.
         B: Input matrix ``(batch, state, L)`` or ``(batch, groups, state, L)``; with groups, ``dim`` is
             split into ``groups`` equal contiguous chunks and chunk ``g`` uses ``B[:, g]``.
-        C: Output matrix, same layouts as ``B`` (its group count may differ from ``B``'s).
+        C: Output matrix, same layouts as ``B``; a group count or layout other than ``B``'s runs on the
+            PyTorch scan only (see :func:`kernel_rejects`).
         D: Skip weight ``(dim,)``.
         z: Gate ``(batch, dim, L)``; the output is multiplied by ``silu(z)``.
         delta_bias: Added to ``delta`` ``(dim,)``.
@@ -274,7 +288,7 @@ def selective_scan(
 
     Raises:
         ValueError: Shapes do not fit, ``$IUMAD_SCAN`` is not ``auto|cuda|torch``, or it is ``cuda`` and
-            the tensors are not on a CUDA device.
+            the tensors are not on a CUDA device or not of a kind the kernel takes.
         RuntimeError: ``$IUMAD_SCAN=cuda`` but mamba-ssm's kernel cannot be imported.
     """
     backend = _requested_backend()
@@ -288,6 +302,9 @@ def selective_scan(
                 f"{SCAN_BACKEND_ENV}=cuda needs every scan tensor on a CUDA device, got u on {u.device}; "
                 f"unset {SCAN_BACKEND_ENV} or set it to torch/auto to use the PyTorch scan"
             )
+        rejected = kernel_rejects(u, B, C)
+        if rejected is not None:
+            raise ValueError(f"{SCAN_BACKEND_ENV}=cuda: {rejected}; set {SCAN_BACKEND_ENV}=auto for the PyTorch scan")
         kernel, reason = _load_cuda_kernel()
         if kernel is None:
             raise RuntimeError(
@@ -295,7 +312,7 @@ def selective_scan(
                 f"install mamba-ssm or set {SCAN_BACKEND_ENV}=auto"
             )
         return _run_cuda_kernel(kernel, *args)
-    if on_cuda and u.dtype in _KERNEL_DTYPES:
+    if on_cuda and kernel_rejects(u, B, C) is None:
         kernel, _ = _load_cuda_kernel()
         if kernel is not None:
             return _run_cuda_kernel(kernel, *args)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from models.mamba import selective_scan
-from models.mamba.selective_scan import SCAN_BACKEND_ENV, selective_scan_torch
+from models.mamba.selective_scan import SCAN_BACKEND_ENV, kernel_rejects, selective_scan_torch
 
 BATCH, DIM, STATE, LENGTH = 2, 4, 3, 5
 
@@ -143,6 +143,22 @@ def test_selective_scan_forced_cuda_on_cpu_tensors_raises(monkeypatch):
     inputs = make_inputs(None, None, False, False, False)
     with pytest.raises(ValueError, match=f"{SCAN_BACKEND_ENV}=cuda.*CUDA device"):
         selective_scan(**inputs)
+
+
+@pytest.mark.parametrize(
+    "dtype, b_shape, c_shape, reason",
+    [
+        (torch.float32, (2, 4, 5), (2, 4, 5), None),
+        (torch.bfloat16, (2, 2, 4, 5), (2, 2, 4, 5), None),
+        (torch.float64, (2, 4, 5), (2, 4, 5), "float64"),
+        (torch.float32, (2, 2, 4, 5), (2, 1, 4, 5), "same layout and group count"),
+        (torch.float32, (2, 4, 5), (2, 1, 4, 5), "same layout and group count"),
+    ],
+)
+def test_kernel_rejects_what_mamba_ssm_cannot_take(dtype, b_shape, c_shape, reason):
+    u = torch.zeros(2, 6, 5, dtype=dtype)
+    rejected = kernel_rejects(u, torch.zeros(b_shape), torch.zeros(c_shape))
+    assert rejected is None if reason is None else reason in rejected
 
 
 def test_selective_scan_unknown_backend_raises(monkeypatch):
