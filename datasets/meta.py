@@ -25,6 +25,7 @@ import logging
 from pathlib import Path
 
 from utils.errors import DataError
+from utils.fileio import atomic_write_text
 
 __all__ = ["TRAIN_SPLITS", "TEST_SPLIT", "GOOD", "build_meta", "write_meta", "read_meta", "scan_class"]
 
@@ -181,10 +182,11 @@ def write_meta(root: str | Path, out_dir: str | Path | None = None) -> tuple[Pat
     train, test = build_meta(root)
     out_dir = Path(root if out_dir is None else out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = (out_dir / "train.jsonl", out_dir / "test.jsonl")
-    for path, records in zip(paths, (train, test)):
-        path.write_text("".join(json.dumps(rec, sort_keys=True) + "\n" for rec in records), encoding="utf-8")
-    return paths
+    train_path, test_path = out_dir / "train.jsonl", out_dir / "test.jsonl"
+    # Atomic, test file first: a reader that finds train.jsonl also finds a complete test.jsonl.
+    for path, records in ((test_path, test), (train_path, train)):
+        atomic_write_text(path, "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in records))
+    return train_path, test_path
 
 
 def read_meta(path: str | Path) -> list[dict]:

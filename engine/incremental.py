@@ -8,6 +8,7 @@ classifiers to the classes seen so far, trains on step k's classes only, writes
 from __future__ import annotations
 
 import logging
+import posixpath
 import random
 import shutil
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from engine.results import build_results, read_step_record, step_record, write_r
 from engine.trainer import StepSpec, seed_everything, train_step
 from models.model_helper import build_model
 from utils.criterion_helper import build_criterion
-from utils.dist import barrier, is_main_process
+from utils.dist import barrier, get_world_size, is_main_process
 from utils.errors import CheckpointError, ConfigError, DataError
 from utils.fileio import atomic_write_json
 from utils.results import format_final_table
@@ -45,9 +46,14 @@ class RunOptions:
     overwrite: bool = False
 
 
+def _files(records: list[dict]) -> set[str]:
+    """Normalised rgb and xyz paths of meta records (``./a//b`` and ``a/b`` are the same file)."""
+    return {posixpath.normpath(r[key]) for r in records for key in ("filename", "xyzname") if r.get(key)}
+
+
 def _check_split(train: list[dict], test: list[dict], meta_dir: Path) -> None:
     """Refuse meta files (also hand-made ones) that put a test image or a defective image into training."""
-    leaked = sorted({r["filename"] for r in train} & {r["filename"] for r in test})
+    leaked = sorted(_files(train) & _files(test))
     if leaked:
         raise DataError(f"{meta_dir / 'train.jsonl'} contains test images, e.g. {leaked[0]} ({len(leaked)} in all)")
     defective = [r["filename"] for r in train if int(r["label"]) != 0]
@@ -149,6 +155,13 @@ class IncrementalRun:
     def _finished(self, step: int) -> bool:
         return _ckpt(self.output, step).is_file() and (self.output / f"step_{step}" / "metrics.json").is_file()
 
+    def _last_contiguous_step(self) -> int:
+        """Highest k with the records of steps 0..k all present (``--step K`` may sit inside a longer run)."""
+        last = -1
+        while last + 1 < len(self.steps) and (self.output / f"step_{last + 1}" / "metrics.json").is_file():
+            last += 1
+        return last
+
     # ------------------------------------------------------------- running
     def _steps_to_run(self, options: RunOptions) -> list[int]:
         if options.only_step is not None and not 0 <= options.only_step < len(self.steps):
@@ -165,6 +178,11 @@ class IncrementalRun:
             return
         if options.resume and options.overwrite:
             raise ConfigError("--resume and --overwrite contradict each other; pass one")
+        batch, world = self.cfg["dataset"]["batch_size"], get_world_size()
+        if batch % world:
+            raise ConfigError(
+                f"dataset.batch_size={batch} is the global batch and must be a multiple of the {world} processes"
+            )
         steps = self._steps_to_run(options)
         if options.overwrite:
             if is_main_process():
@@ -172,6 +190,10 @@ class IncrementalRun:
                     if folder.name.removeprefix("step_").isdigit() and int(folder.name[5:]) >= steps[0]:
                         shutil.rmtree(folder)
                 shutil.rmtree(self.output / "feature_cache", ignore_errors=True)
+                for name in ("results.json", "results.md"):  # rebuilt from the step records after each step
+                    (self.output / name).unlink(missing_ok=True)
+                if steps[0] == 0:
+                    shutil.rmtree(self.output / "tensorboard", ignore_errors=True)
             barrier()
             return
         if options.resume:
@@ -196,7 +218,7 @@ class IncrementalRun:
                 self._load_step(step)
                 continue
             self._run_step(step, resume=options.resume)
-        return self._write_results(steps[-1])
+        return self._write_results(max(self._last_contiguous_step(), steps[-1]))
 
     def _run_step(self, step: int, resume: bool) -> None:
         step_dir = self.output / f"step_{step}"
@@ -227,6 +249,11 @@ class IncrementalRun:
         self.regularizer.begin_step(self.model, step)
         last = step_dir / "last.pth"
         resume_payload = load_checkpoint(last, self.fingerprint) if resume and last.is_file() else None
+        if resume_payload is not None and resume_payload["state"]["classes"] != self.state.classes:
+            raise CheckpointError(
+                f"{last} was training classes {resume_payload['state']['classes']}, but step {step} of this config "
+                f"gives {self.state.classes}; use the config it was started with, or --overwrite"
+            )
         spec = StepSpec(step, tcfg["epochs"] if step == 0 else tcfg["incremental_epochs"], train_set, val_set,
                         uses_cache, step_dir)
         LOGGER.info("step %d: training on %s (%d images, %d epochs)", step, ", ".join(self.steps[step]),

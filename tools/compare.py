@@ -56,7 +56,8 @@ def _finished(folder: Path, num_steps: int | None) -> bool:
     if not results.is_file():
         return False
     steps = json.loads(results.read_text())["steps"]
-    return num_steps is None or len(steps) == num_steps
+    every_record = all((folder / f"step_{k}" / "metrics.json").is_file() for k in range(len(steps)))
+    return every_record and (num_steps is None or len(steps) == num_steps)
 
 
 def _check_same_opts(folder: Path, opts: list[str]) -> None:

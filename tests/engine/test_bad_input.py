@@ -34,12 +34,13 @@ def _defect_mask(root: Path) -> Path:
     return next(p for p in sorted((root / "ball" / "test").glob("*/gt/*.png")) if "good" not in p.parts)
 
 
-def _write_leaky_meta(root: Path) -> None:
-    """Hand-made meta files whose training list also holds a test image."""
+def _write_leaky_meta(root: Path, spelling: str = "{}") -> None:
+    """Hand-made meta files whose training list also holds a test image (its path written as ``spelling``)."""
     from datasets.meta import build_meta
 
     train, test = build_meta(root)
-    leaked = {**next(r for r in test if r["label"] == 0), "split": "train"}
+    leaked = next(r for r in test if r["label"] == 0)
+    leaked = {**leaked, "split": "train", "filename": spelling.format(leaked["filename"])}
     for name, records in (("train.jsonl", [*train, leaked]), ("test.jsonl", test)):
         (root / name).write_text("".join(json.dumps(r) + "\n" for r in records))
 
@@ -73,6 +74,7 @@ CASES = [
     ("output_not_writable", lambda r, c: (Path(c["_out"]).parent / "file").write_text("x"), ["--output-under-file"],
      "cannot create output directory"),
     ("leaky_meta", lambda r, c: _write_leaky_meta(r), [], "contains test images"),
+    ("leaky_meta_other_spelling", lambda r, c: _write_leaky_meta(r, "./{}"), [], "contains test images"),
     ("resume_and_overwrite", lambda r, c: None, ["--resume", "--overwrite"], "contradict each other"),
     ("non_finite_loss", lambda r, c: c["model"].update(jitter={"scale": float("inf"), "prob": 1.0}), [],
      "at step 0, epoch 1, iteration 0"),

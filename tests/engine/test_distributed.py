@@ -61,3 +61,10 @@ def test_sharded_evaluation_equals_single_process(runs):
     for name, metrics in original["per_class"].items():
         for key, value in metrics.items():
             assert math.isclose(value, sharded["per_class"][name][key], abs_tol=1e-4), (name, key)
+
+
+def test_global_batch_not_divisible_by_processes_is_refused(runs):
+    config, _, _ = runs
+    result = launch(2, "--config", config, "--output", config.parent / "odd", "--opts", "dataset.batch_size=3")
+    assert result.returncode != 0
+    assert "dataset.batch_size=3 is the global batch and must be a multiple of the 2 processes" in result.stderr

@@ -7,6 +7,7 @@ import math
 import shutil
 
 import pytest
+import torch
 import yaml
 
 from tools.train_val import main
@@ -111,3 +112,24 @@ def test_checkpoint_of_other_class_order_is_refused(full_run, tmp_path, tiny_roo
     assert run("--config", other, "--output", copy, "--step", 1, "--overwrite") == 2
     err = capsys.readouterr().err
     assert "learned classes ['ball', 'box'], but steps 0..0 of this config have ['box', 'ball']" in err
+    assert not (copy / "results.json").exists()  # the old run's steps 1-2 are gone: so are its results
+
+
+def test_resume_of_one_step_keeps_the_whole_runs_results(full_run, tmp_path):
+    config, out = full_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert run("--config", config, "--output", copy, "--step", 1, "--resume") == 0
+    assert json.loads((copy / "results.json").read_text()) == json.loads((out / "results.json").read_text())
+
+
+def test_resume_from_a_partial_step_of_other_classes_is_refused(full_run, tmp_path, capsys):
+    config, out = full_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    payload = torch.load(copy / "step_1" / "ckpt.pth", weights_only=False)
+    payload["state"]["classes"] = ["ball", "box", "ring"]
+    torch.save(payload, copy / "step_1" / "last.pth")  # as if killed while training another step 1
+    (copy / "step_1" / "ckpt.pth").unlink()
+    assert run("--config", config, "--output", copy, "--step", 1, "--resume") == 2
+    assert "was training classes ['ball', 'box', 'ring'], but step 1 of this config gives" in capsys.readouterr().err
