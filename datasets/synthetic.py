@@ -214,7 +214,7 @@ def _value_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     return np.clip(cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC), 0.0, 1.0).astype(np.float64)
 
 
-def _make_scene(clsname: str, size: int, rng: np.random.Generator) -> _Scene:
+def _make_scene(clsname: str, size: int, rng: np.random.Generator, pose_jitter: float = 1.0) -> _Scene:
     shape, colour_a, colour_b = _CLASSES[clsname]
     focal = FOCAL_PER_PIXEL * size
     centre = (size - 1) / 2.0
@@ -226,6 +226,8 @@ def _make_scene(clsname: str, size: int, rng: np.random.Generator) -> _Scene:
     shift = rng.uniform(-0.018, 0.018, size=2)
     angle = rng.uniform(-0.35, 0.35)
     scale = rng.uniform(0.88, 1.12)
+    if pose_jitter != 1.0:  # shrink the drawn pose towards the aligned one (the default's bytes stay as they are)
+        shift, angle, scale = shift * pose_jitter, angle * pose_jitter, 1.0 + (scale - 1.0) * pose_jitter
     cos_a, sin_a = np.cos(angle), np.sin(angle)
     dx, dy = world_x - shift[0], world_y - shift[1]
     p, q = (cos_a * dx + sin_a * dy) / scale, (-sin_a * dx + cos_a * dy) / scale
@@ -342,7 +344,9 @@ def _apply_defect(scene: _Scene, kind: str, rng: np.random.Generator) -> tuple[n
     raise ValueError(f"unknown defect type {kind!r}; valid: {DEFECT_TYPES}")
 
 
-def render_sample(clsname: str, size: int, rng: np.random.Generator, defect: str | None = None) -> dict:
+def render_sample(
+    clsname: str, size: int, rng: np.random.Generator, defect: str | None = None, pose_jitter: float = 1.0
+) -> dict:
     """Render one sample, and its defective version when ``defect`` is given.
 
     Args:
@@ -350,6 +354,8 @@ def render_sample(clsname: str, size: int, rng: np.random.Generator, defect: str
         size: image side ``S`` in pixels.
         rng: random generator (consumed).
         defect: one of :data:`DEFECT_TYPES`, or None for a defect-free sample only.
+        pose_jitter: scale of the pose variation (shift ±18 mm, rotation ±0.35 rad, size ±12 % at 1;
+            0 = every object in the same pose).
 
     Returns:
         ``{"good": SyntheticSample}`` plus ``"defect": SyntheticSample`` when ``defect`` is given; the good
@@ -357,7 +363,7 @@ def render_sample(clsname: str, size: int, rng: np.random.Generator, defect: str
     """
     if clsname not in _CLASSES:
         raise ValueError(f"unknown synthetic class {clsname!r}; valid: {CLASS_NAMES}")
-    scene = _make_scene(clsname, size, rng)
+    scene = _make_scene(clsname, size, rng, pose_jitter)
     rgb, xyz = _render(scene, scene.height, scene.albedo, scene.height)
     result = {"good": SyntheticSample(rgb, xyz, np.zeros((size, size), dtype=bool))}
     if defect is None:
@@ -409,6 +415,7 @@ def make_dataset(
     seed: int = 0,
     classes: Sequence[str] | None = None,
     compress: bool = False,
+    pose_jitter: float = 1.0,
 ) -> Path:
     """Write a Synthetic3D dataset in the MVTec 3D-AD layout.
 
@@ -424,6 +431,7 @@ def make_dataset(
         seed: generation seed.
         classes: subset of :data:`CLASS_NAMES` (default all); a class's samples do not depend on the others.
         compress: deflate-compress the xyz TIFFs.
+        pose_jitter: scale of the per-sample pose variation (see :func:`render_sample`).
 
     Returns:
         The dataset root.
@@ -433,6 +441,8 @@ def make_dataset(
     """
     classes = list(CLASS_NAMES if classes is None else classes)
     _validate(size, train_per_class, test_per_class, classes)
+    if not 0.0 <= pose_jitter <= 1.0:
+        raise ConfigError(f"pose_jitter must be in 0..1, got {pose_jitter}")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"output folder exists and is not empty: {out} (choose a new folder)")
@@ -443,12 +453,12 @@ def make_dataset(
         for split, count in (("train", train_per_class), ("validation", val_count)):
             for index in range(count):
                 rng = np.random.default_rng([seed, class_index, _SPLIT_CODES[split], index])
-                good = render_sample(clsname, size, rng)["good"]
+                good = render_sample(clsname, size, rng, pose_jitter=pose_jitter)["good"]
                 _write_sample(out / clsname / split / "good", f"{index:03d}", good, False, compress)
         counters: dict[str, int] = {}
         for index, label in enumerate(_test_plan(class_index, test_per_class)):
             rng = np.random.default_rng([seed, class_index, _SPLIT_CODES["test"], index])
-            rendered = render_sample(clsname, size, rng, None if label == "good" else label)
+            rendered = render_sample(clsname, size, rng, None if label == "good" else label, pose_jitter)
             stem = f"{counters.setdefault(label, 0):03d}"
             counters[label] += 1
             sample = rendered["good"] if label == "good" else rendered["defect"]
@@ -463,6 +473,7 @@ def make_dataset(
         "seed": seed,
         "classes": classes,
         "compress": compress,
+        "pose_jitter": pose_jitter,
     }
     (out / "synthetic3d.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return out

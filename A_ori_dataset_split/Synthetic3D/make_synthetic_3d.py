@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="generation seed (same seed -> same bytes)")
     parser.add_argument("--classes", nargs="+", default=None, help=f"subset of {', '.join(CLASS_NAMES)}")
     parser.add_argument("--compress", action="store_true", help="deflate-compress the xyz TIFFs")
+    parser.add_argument(
+        "--pose-jitter", type=float, default=1.0, help="scale of the pose variation in 0..1 (0 = all objects aligned)"
+    )
     parser.add_argument("--meta", action="store_true", help="also write train.jsonl / test.jsonl into --out")
     return parser.parse_args(argv)
 
@@ -55,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             args.classes,
             compress=args.compress,
+            pose_jitter=args.pose_jitter,
         )
         if args.meta:
             write_meta(out)

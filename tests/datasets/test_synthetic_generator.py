@@ -150,11 +150,28 @@ def test_make_dataset_test_split_is_balanced(tmp_path):
         ({"size": 16}, "size"),
         ({"test_per_class": 1}, "test_per_class"),
         ({"train_per_class": 0}, "train_per_class"),
+        ({"pose_jitter": 1.5}, "pose_jitter"),
     ],
 )
 def test_make_dataset_rejects_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         make_dataset(tmp_path / "out", **{"size": 32, "train_per_class": 1, "test_per_class": 2, **kwargs})
+
+
+def _footprint_centroids(pose_jitter: float, count: int = 8) -> np.ndarray:
+    """Pixel centroids ``(count, 2)`` of the defect-free box footprint (points nearer than the table)."""
+    centroids = []
+    for index in range(count):
+        xyz = render_sample("box", 64, np.random.default_rng([0, index]), pose_jitter=pose_jitter)["good"].xyz
+        z = xyz[..., 2]
+        near = z < np.median(z[z > 0]) - 0.005
+        centroids.append(np.argwhere(near).mean(axis=0))
+    return np.array(centroids)
+
+
+def test_pose_jitter_zero_aligns_the_objects():
+    aligned, varied = _footprint_centroids(0.0), _footprint_centroids(1.0)
+    assert aligned.std(axis=0).max() < 0.5 < varied.std(axis=0).max()
 
 
 def test_make_dataset_refuses_non_empty_output(tmp_path):
