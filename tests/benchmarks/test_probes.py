@@ -1,21 +1,10 @@
 """The feature probes (kNN memory bank, reconstruction network alone) run on the tiny set and report AUROCs."""
 
-import shutil
-
 import pytest
 
 from benchmarks import knn_probe, reconstruction_probe
-from datasets.meta import write_meta
 
 OPTS = ["--opts", "incremental.steps=[{classes: [ball, box]}]", "dataset.image_size=64"]
-
-
-@pytest.fixture(scope="module")
-def tiny_meta(tiny_root, tmp_path_factory):
-    """A copy of the tiny set with its meta files (the probes read them, they do not build them)."""
-    root = shutil.copytree(tiny_root, tmp_path_factory.mktemp("probes") / "Synthetic3D")
-    write_meta(root)
-    return root
 
 
 def _in_unit_interval(values) -> bool:
