@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,15 @@ import numpy as np
 from datasets.io import write_mask, write_rgb, write_xyz
 from utils.errors import ConfigError, DataError
 
-__all__ = ["CLASS_NAMES", "DEFECT_TYPES", "SyntheticSample", "render_sample", "make_dataset"]
+__all__ = [
+    "CLASS_NAMES",
+    "DEFECT_TYPES",
+    "DEFAULT_POSE_JITTER",
+    "SyntheticSample",
+    "render_sample",
+    "make_dataset",
+    "ensure_dataset",
+]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -48,6 +57,12 @@ CLASS_NAMES = ("ball", "bowl", "box", "capsule", "cone", "pyramid", "ring", "sta
 DEFECT_TYPES = ("bump", "color_stain", "contamination", "crack", "dent")
 
 FOCAL_PER_PIXEL = 4.0
+#: Default scale of the pose variation: nearly aligned objects (shift ±2.7 mm, rotation ±0.05 rad, size ±1.8 %).
+#: With random backbone features a reconstruction network learns a class template only when the object stays
+#: put; at 1 it must reproduce arbitrary texture phases and learns to copy (README "Results on Synthetic3D").
+DEFAULT_POSE_JITTER = 0.15
+#: ``pose_jitter`` of datasets written before the option existed (their ``synthetic3d.json`` lacks the key).
+_LEGACY_INFO = {"pose_jitter": 1.0}
 MIN_SIZE = 32
 _SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 _MIN_DEFECT_PIXELS = 3
@@ -214,7 +229,7 @@ def _value_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     return np.clip(cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC), 0.0, 1.0).astype(np.float64)
 
 
-def _make_scene(clsname: str, size: int, rng: np.random.Generator, pose_jitter: float = 1.0) -> _Scene:
+def _make_scene(clsname: str, size: int, rng: np.random.Generator, pose_jitter: float) -> _Scene:
     shape, colour_a, colour_b = _CLASSES[clsname]
     focal = FOCAL_PER_PIXEL * size
     centre = (size - 1) / 2.0
@@ -226,7 +241,7 @@ def _make_scene(clsname: str, size: int, rng: np.random.Generator, pose_jitter: 
     shift = rng.uniform(-0.018, 0.018, size=2)
     angle = rng.uniform(-0.35, 0.35)
     scale = rng.uniform(0.88, 1.12)
-    if pose_jitter != 1.0:  # shrink the drawn pose towards the aligned one (the default's bytes stay as they are)
+    if pose_jitter != 1.0:  # shrink the drawn pose towards the aligned one (pose_jitter 1 keeps the old bytes)
         shift, angle, scale = shift * pose_jitter, angle * pose_jitter, 1.0 + (scale - 1.0) * pose_jitter
     cos_a, sin_a = np.cos(angle), np.sin(angle)
     dx, dy = world_x - shift[0], world_y - shift[1]
@@ -345,7 +360,11 @@ def _apply_defect(scene: _Scene, kind: str, rng: np.random.Generator) -> tuple[n
 
 
 def render_sample(
-    clsname: str, size: int, rng: np.random.Generator, defect: str | None = None, pose_jitter: float = 1.0
+    clsname: str,
+    size: int,
+    rng: np.random.Generator,
+    defect: str | None = None,
+    pose_jitter: float = DEFAULT_POSE_JITTER,
 ) -> dict:
     """Render one sample, and its defective version when ``defect`` is given.
 
@@ -411,11 +430,11 @@ def make_dataset(
     out: str | Path,
     size: int = 128,
     train_per_class: int = 30,
-    test_per_class: int = 12,
+    test_per_class: int = 30,
     seed: int = 0,
     classes: Sequence[str] | None = None,
     compress: bool = False,
-    pose_jitter: float = 1.0,
+    pose_jitter: float = DEFAULT_POSE_JITTER,
 ) -> Path:
     """Write a Synthetic3D dataset in the MVTec 3D-AD layout.
 
@@ -447,7 +466,8 @@ def make_dataset(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"output folder exists and is not empty: {out} (choose a new folder)")
     out.mkdir(parents=True, exist_ok=True)
-    val_count = max(2, round(0.1 * train_per_class))
+    info = _generation_info(size, train_per_class, test_per_class, seed, classes, compress, pose_jitter)
+    val_count = info["validation_per_class"]
     for clsname in classes:
         class_index = CLASS_NAMES.index(clsname)
         for split, count in (("train", train_per_class), ("validation", val_count)):
@@ -464,16 +484,85 @@ def make_dataset(
             sample = rendered["good"] if label == "good" else rendered["defect"]
             _write_sample(out / clsname / "test" / label, stem, sample, True, compress)
         LOGGER.info("synthetic class %s written", clsname)
-    info = {
+    (out / "synthetic3d.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def _generation_info(
+    size: int,
+    train_per_class: int,
+    test_per_class: int,
+    seed: int,
+    classes: Sequence[str],
+    compress: bool,
+    pose_jitter: float,
+) -> dict:
+    """The generation arguments as recorded in ``<out>/synthetic3d.json``."""
+    return {
         "generator": "datasets.synthetic",
         "size": size,
         "train_per_class": train_per_class,
-        "validation_per_class": val_count,
+        "validation_per_class": max(2, round(0.1 * train_per_class)),
         "test_per_class": test_per_class,
         "seed": seed,
-        "classes": classes,
+        "classes": list(classes),
         "compress": compress,
         "pose_jitter": pose_jitter,
     }
-    (out / "synthetic3d.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def _recorded_info(out: Path) -> dict:
+    """``<out>/synthetic3d.json`` of an existing dataset; DataError when it is missing or unreadable."""
+    path = out / "synthetic3d.json"
+    try:
+        return {**_LEGACY_INFO, **json.loads(path.read_text(encoding="utf-8"))}
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"{out} exists but {path} is missing or unreadable ({exc}); it is not a Synthetic3D dataset "
+            f"made by this generator: remove it (rm -rf {out}) or choose another folder"
+        ) from exc
+
+
+def ensure_dataset(
+    out: str | Path,
+    size: int = 128,
+    train_per_class: int = 30,
+    test_per_class: int = 30,
+    seed: int = 0,
+    classes: Sequence[str] | None = None,
+    compress: bool = False,
+    pose_jitter: float = DEFAULT_POSE_JITTER,
+) -> Path:
+    """Make the dataset at ``out`` unless one made with the same arguments is already there.
+
+    A new dataset is written to ``<out>.partial`` and renamed, so an interrupted generation is never taken
+    for a dataset. Arguments as in :func:`make_dataset`.
+
+    Returns:
+        The dataset root.
+
+    Raises:
+        DataError: ``out`` exists but was made with other arguments (e.g. by an older version of this
+            generator, whose default ``pose_jitter`` was 1), naming the differing keys.
+    """
+    out = Path(out)
+    classes = list(CLASS_NAMES if classes is None else classes)
+    wanted = _generation_info(size, train_per_class, test_per_class, seed, classes, compress, pose_jitter)
+    if out.exists():
+        recorded = _recorded_info(out)
+        differing = [
+            f"{key} {recorded.get(key)!r} (wanted {value!r})"
+            for key, value in wanted.items()
+            if recorded.get(key) != value
+        ]
+        if differing:
+            raise DataError(
+                f"{out} was made with other generation arguments: {', '.join(differing)} "
+                f"(see {out / 'synthetic3d.json'}); remove it to make the current one (rm -rf {out})"
+            )
+        return out
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    make_dataset(partial, size, train_per_class, test_per_class, seed, classes, compress, pose_jitter)
+    partial.rename(out)
     return out

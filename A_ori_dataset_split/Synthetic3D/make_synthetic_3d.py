@@ -3,10 +3,13 @@
 Usage::
 
     python A_ori_dataset_split/Synthetic3D/make_synthetic_3d.py --out data/Synthetic3D [--size 128]
-        [--train-per-class 30] [--test-per-class 12] [--seed 0] [--classes ball box] [--compress] [--meta]
+        [--train-per-class 30] [--test-per-class 30] [--seed 0] [--classes ball box] [--pose-jitter 0.15]
+        [--compress] [--meta] [--if-absent]
 
 The generator itself is :mod:`datasets.synthetic`; ``--meta`` also writes ``train.jsonl``/``test.jsonl``
 into ``--out`` (same as running ``A_ori_dataset_split/MVTec_3D-AD/build_meta.py --root <out>``).
+``--if-absent`` (used by the Synthetic3D ``run.sh``) keeps a dataset already at ``--out`` when it was made
+with the same arguments, and stops with an error naming the differing ones otherwise.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from datasets.meta import write_meta  # noqa: E402
-from datasets.synthetic import CLASS_NAMES, make_dataset  # noqa: E402
+from datasets.synthetic import CLASS_NAMES, DEFAULT_POSE_JITTER, ensure_dataset, make_dataset  # noqa: E402
 from utils.errors import IUMADError, report_error  # noqa: E402
 
 LOGGER = logging.getLogger("make_synthetic_3d")
@@ -33,14 +36,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, type=Path, help="new or empty output folder")
     parser.add_argument("--size", type=int, default=128, help="image side in pixels (>= 32)")
     parser.add_argument("--train-per-class", type=int, default=30, help="training images per class")
-    parser.add_argument("--test-per-class", type=int, default=12, help="test images per class (about 1/3 good)")
+    parser.add_argument("--test-per-class", type=int, default=30, help="test images per class (about 1/3 good)")
     parser.add_argument("--seed", type=int, default=0, help="generation seed (same seed -> same bytes)")
     parser.add_argument("--classes", nargs="+", default=None, help=f"subset of {', '.join(CLASS_NAMES)}")
     parser.add_argument("--compress", action="store_true", help="deflate-compress the xyz TIFFs")
     parser.add_argument(
-        "--pose-jitter", type=float, default=1.0, help="scale of the pose variation in 0..1 (0 = all objects aligned)"
+        "--pose-jitter",
+        type=float,
+        default=DEFAULT_POSE_JITTER,
+        help="scale of the pose variation in 0..1 (0 = all objects aligned; 1 = the datasets of older versions)",
     )
     parser.add_argument("--meta", action="store_true", help="also write train.jsonl / test.jsonl into --out")
+    parser.add_argument(
+        "--if-absent", action="store_true", help="keep a dataset made with the same arguments already at --out"
+    )
     return parser.parse_args(argv)
 
 
@@ -50,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
     try:
-        out = make_dataset(
+        generate = ensure_dataset if args.if_absent else make_dataset
+        out = generate(
             args.out,
             args.size,
             args.train_per_class,
@@ -64,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             write_meta(out)
     except IUMADError as exc:
         return report_error(exc)
-    LOGGER.info("wrote %s in %.1f s", out, time.perf_counter() - start)
+    LOGGER.info("dataset ready at %s (%.1f s)", out, time.perf_counter() - start)
     return 0
 
 

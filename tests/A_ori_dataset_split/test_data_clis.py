@@ -57,3 +57,13 @@ def test_build_meta_cli(tmp_path, tiny_root, load_cli, capsys):
     assert {r["clsname"] for r in train} == {"box", "cone"}
     assert cli.main(["--root", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith("error: dataset root is not a folder")
+
+
+def test_make_synthetic_cli_if_absent_keeps_or_refuses(tmp_path, load_cli, capsys):
+    cli = load_cli("A_ori_dataset_split/Synthetic3D/make_synthetic_3d.py")
+    args = ["--out", str(tmp_path / "syn"), "--size", "32", "--train-per-class", "1", "--test-per-class", "2"]
+    args += ["--classes", "ball", "--if-absent"]
+    assert cli.main(args) == 0
+    assert cli.main(args) == 0
+    assert cli.main([*args, "--seed", "5"]) == 2
+    assert "seed 0 (wanted 5)" in capsys.readouterr().err

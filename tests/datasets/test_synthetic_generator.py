@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from datasets.io import read_mask, read_rgb, read_xyz
-from datasets.synthetic import CLASS_NAMES, DEFECT_TYPES, make_dataset, render_sample
+from datasets.synthetic import (
+    CLASS_NAMES,
+    DEFAULT_POSE_JITTER,
+    DEFECT_TYPES,
+    ensure_dataset,
+    make_dataset,
+    render_sample,
+)
 from utils.errors import ConfigError, DataError
 
 
@@ -179,3 +186,34 @@ def test_make_dataset_refuses_non_empty_output(tmp_path):
     (tmp_path / "out" / "keep.txt").write_text("x")
     with pytest.raises(DataError, match="not empty"):
         make_dataset(tmp_path / "out", size=32, train_per_class=1, test_per_class=2, classes=["box"])
+
+
+def test_ensure_dataset_makes_once_then_keeps(tmp_path):
+    out = ensure_dataset(tmp_path / "syn", seed=3, **SMALL)
+    first = _digests(out)
+    assert not (tmp_path / "syn.partial").exists()
+    assert ensure_dataset(tmp_path / "syn", seed=3, **SMALL) == out
+    assert _digests(out) == first
+    assert json.loads((out / "synthetic3d.json").read_text())["pose_jitter"] == DEFAULT_POSE_JITTER
+
+
+def _drop_pose_jitter(out: Path) -> None:
+    """Make ``out`` look like a dataset of a version before ``pose_jitter`` existed."""
+    info = json.loads((out / "synthetic3d.json").read_text())
+    del info["pose_jitter"]
+    (out / "synthetic3d.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize(
+    ("change", "seed", "message"),
+    [
+        (lambda out: None, 4, "seed 3 \\(wanted 4\\)"),
+        (_drop_pose_jitter, 3, "pose_jitter 1.0 \\(wanted 0.15\\)"),
+        (lambda out: (out / "synthetic3d.json").unlink(), 3, "synthetic3d.json is missing"),
+    ],
+)
+def test_ensure_dataset_refuses_a_different_dataset(tmp_path, change, seed, message):
+    out = make_dataset(tmp_path / "syn", seed=3, **SMALL)
+    change(out)
+    with pytest.raises(DataError, match=message):
+        ensure_dataset(out, seed=seed, **SMALL)

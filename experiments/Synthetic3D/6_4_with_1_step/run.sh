@@ -3,5 +3,6 @@
 # Makes the dataset under data/Synthetic3D first if it is not there.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-bash "$here/../../../A_ori_dataset_split/Synthetic3D/ensure_dataset.sh" "$here/../../../data/Synthetic3D"
+repo="$(cd "$here/../../.." && pwd)"
+bash "$repo/A_ori_dataset_split/Synthetic3D/ensure_dataset.sh" "$repo/data/Synthetic3D"
 exec bash "$here/../../_base_/run_setting.sh" "$here/config.yaml" "$@"
