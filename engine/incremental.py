@@ -18,7 +18,6 @@ from typing import Any
 import torch
 
 from datasets import RGBDDataset, build_loader, read_meta, write_meta
-from engine.calibration import calibrate_feature_scale
 from engine.checkpoint import IncrementalState, architecture_fingerprint, load_checkpoint, save_checkpoint
 from engine.evaluator import evaluate
 from engine.feature_cache import build_feature_cache, cache_key
@@ -255,9 +254,6 @@ class IncrementalRun:
                 f"{last} was training classes {resume_payload['state']['classes']}, but step {step} of this config "
                 f"gives {self.state.classes}; use the config it was started with, or --overwrite"
             )
-        if step == 0 and resume_payload is None and self.model.feature_scale == "train_rms":
-            calibrate_feature_scale(self.model, train_set, self.device, self.cfg["dataset"]["eval_batch_size"],
-                                    uses_cache)
         spec = StepSpec(step, tcfg["epochs"] if step == 0 else tcfg["incremental_epochs"], train_set, val_set,
                         uses_cache, step_dir)
         LOGGER.info("step %d: training on %s (%d images, %d epochs)", step, ", ".join(self.steps[step]),

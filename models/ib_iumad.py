@@ -7,11 +7,6 @@ conditioned on the Mamba decoder's (or ViT's) per-layer features ``M_m^l`` → `
 
 The frozen part is split out as :meth:`IBIUMAD.extract_features` so a trainer may cache it;
 ``forward(image, depth) == forward_from_features(extract_features(image, depth), image, depth)``.
-
-With ``feature_scale="train_rms"`` each modality's clean features are multiplied by a constant set once
-before the base step (:meth:`IBIUMAD.calibrate_feature_scale`: 1 / RMS token norm on the training images),
-so both modalities weigh the same in the fusion loss and the fused map (not in the paper, which feeds the
-backbone's features as they are: ``"none"``).
 """
 
 from __future__ import annotations
@@ -28,10 +23,9 @@ from models.jitter import feature_jitter
 from models.necks.multiscale import MultiScaleConcat
 from models.reconstructions.transformer import ReconstructionTransformer
 
-__all__ = ["IBIUMAD", "MODALITIES", "FEATURE_SCALES"]
+__all__ = ["IBIUMAD", "MODALITIES"]
 
 MODALITIES = ("rgb", "depth")
-FEATURE_SCALES = ("none", "train_rms")
 
 
 class IBIUMAD(nn.Module):
@@ -49,8 +43,6 @@ class IBIUMAD(nn.Module):
         conditioner: object-aware conditioner (Mamba decoder / ViT) or ``None``.
         jitter_scale: feature-jitter scale (training only).
         jitter_prob: feature-jitter probability per token (training only).
-        feature_scale: ``"none"`` (the paper) or ``"train_rms"`` (per-modality constant factor on the clean
-            features, see :meth:`calibrate_feature_scale`; stored as the buffer ``modality_scale``).
     """
 
     def __init__(
@@ -66,7 +58,6 @@ class IBIUMAD(nn.Module):
         conditioner: nn.Module | None = None,
         jitter_scale: float = 20.0,
         jitter_prob: float = 1.0,
-        feature_scale: str = "none",
     ) -> None:
         super().__init__()
         modalities = list(modalities)
@@ -76,8 +67,6 @@ class IBIUMAD(nn.Module):
             )
         if set(reconstructions) != set(modalities):
             raise ValueError(f"need one reconstruction per modality {modalities}, got {sorted(reconstructions)}")
-        if feature_scale not in FEATURE_SCALES:
-            raise ValueError(f"feature_scale must be one of {FEATURE_SCALES}, got {feature_scale!r}")
         self.modalities = modalities
         self.image_size = int(image_size)
         self.backbone = backbone
@@ -91,30 +80,6 @@ class IBIUMAD(nn.Module):
         self._num_classes = int(num_classes)
         channels = neck.out_channels
         self.channel_splits = {m: (i * channels, (i + 1) * channels) for i, m in enumerate(modalities)}
-        self.feature_scale = feature_scale
-        if feature_scale == "train_rms":  # factor per modality (order of ``modalities``), 1 until calibrated
-            self.register_buffer("modality_scale", torch.ones(len(modalities)))
-
-    def calibrate_feature_scale(self, mean_token_energy: Mapping[str, float]) -> None:
-        """Set each modality's factor to ``1 / sqrt(mean_token_energy[m])`` (``feature_scale="train_rms"``).
-
-        Args:
-            mean_token_energy: modality → mean over training tokens of ``‖F_m‖²``, the squared L2 norm over
-                the C channels of the clean features from :meth:`extract_features`.
-        """
-        if self.feature_scale != "train_rms":
-            raise RuntimeError(f"calibrate_feature_scale needs feature_scale='train_rms', not {self.feature_scale!r}")
-        for index, modality in enumerate(self.modalities):
-            energy = float(mean_token_energy[modality])
-            if not energy > 0:
-                raise ValueError(f"{modality} features have mean token energy {energy}; cannot scale them to 1")
-            self.modality_scale[index] = energy**-0.5
-
-    def _scaled(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Clean features times the modality factors (identity with ``feature_scale="none"``)."""
-        if self.feature_scale == "none":
-            return dict(features)
-        return {m: features[m] * self.modality_scale[i] for i, m in enumerate(self.modalities)}
 
     @property
     def num_classes(self) -> int:
@@ -176,7 +141,6 @@ class IBIUMAD(nn.Module):
         missing = [m for m in self.modalities if m not in features]
         if missing:
             raise ValueError(f"features lack modalities {missing}")
-        features = self._scaled(features)
         conditioned = self.conditioner(images) if self.conditioner is not None else None
         outputs: dict[str, Tensor] = {}
         recons = []
@@ -215,8 +179,7 @@ class IBIUMAD(nn.Module):
                 feature cache, and through DDP's wrapper, which only calls ``forward``).
 
         Returns:
-            ``"feature"`` clean features (times the modality factors) ``(B, C_total, h, w)``; ``"feature_rec"``
-            ``F^g`` (same shape);
+            ``"feature"`` clean features ``(B, C_total, h, w)``; ``"feature_rec"`` ``F^g`` (same shape);
             ``"logits_<m>"`` ``(B, K)`` conditioner logits (with a conditioner); ``"ib_teacher"``,
             ``"ib_student"`` ``(B, K)`` and ``"ib_temperature"`` 0-d (IB fusion); ``"anomaly_map"``
             ``(B, 1, S, S)``, ``"image_score"`` ``(B,)`` and their per-modality ``"_<m>"`` variants (the maps

@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from models.ib_iumad import FEATURE_SCALES, IBIUMAD, MODALITIES
+from models.ib_iumad import IBIUMAD, MODALITIES
 from utils.errors import ConfigError
 
 __all__ = ["build_model", "REGISTRY"]
@@ -38,7 +38,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "models.discriminator.Discriminator": ("models.discriminator", "Discriminator"),
 }
 
-_MODEL_KEYS = {"modalities", "condition", "fusion", "net", "jitter", "feature_scale"}
+_MODEL_KEYS = {"modalities", "condition", "fusion", "net", "jitter"}
 _ENTRY_KEYS = {"name", "type", "kwargs", "prev", "frozen"}
 _JITTER_DEFAULTS = {"scale": 20.0, "prob": 1.0}
 # Roles with a fixed entry name; the conditioner and the fusion are the entries named by the switches.
@@ -189,8 +189,7 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
     """Build the network described by the ``model:`` config section (the config is not modified).
 
     Args:
-        model_cfg: the ``model`` mapping (``modalities``, ``condition``, ``fusion``, ``net``, ``jitter``,
-            ``feature_scale``).
+        model_cfg: the ``model`` mapping (``modalities``, ``condition``, ``fusion``, ``net``, ``jitter``).
         image_size: side ``S`` of the square input images.
         num_classes: number of object classes the class heads start with.
 
@@ -215,9 +214,6 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
     condition = _select(entries, "condition", model_cfg.get("condition", "none"), allow_none=True)
     fusion_name = _select(entries, "fusion", model_cfg.get("fusion"), allow_none=False)
     jitter = _jitter(model_cfg.get("jitter"))
-    feature_scale = model_cfg.get("feature_scale", "none")
-    if feature_scale not in FEATURE_SCALES:
-        raise ConfigError(f"model.feature_scale must be one of {list(FEATURE_SCALES)}, got {feature_scale!r}")
 
     backbone_entry = entries["backbone"]
     if backbone_entry.get("frozen", True) is not True:
@@ -279,5 +275,4 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
         conditioner=conditioner,
         jitter_scale=jitter["scale"],
         jitter_prob=jitter["prob"],
-        feature_scale=feature_scale,
     )

@@ -50,7 +50,6 @@ SCHEMA: dict[str, Any] = {
         "condition": (str, "mamba"),
         "fusion": (str, "ib"),
         "jitter": {"scale": (_NUMBER, 20.0), "prob": (_NUMBER, 1.0)},
-        "feature_scale": (str, "none"),
         "net": (list, REQUIRED),
     },
     "criterion": {
@@ -97,7 +96,6 @@ SCHEMA: dict[str, Any] = {
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "model.feature_scale": ("none", "train_rms"),
     "trainer.scheduler.type": ("step", "cosine", "constant"),
     "trainer.select": ("last", "val"),
     "trainer.feature_cache": ("auto", "memory", "disk", "off"),

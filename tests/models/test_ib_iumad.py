@@ -217,31 +217,3 @@ def test_ib_iumad_default_model_cuda_bf16(model_cfg):
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
         evaluated = model.eval()(image, depth)
     assert evaluated["anomaly_map"].shape == (2, 1, 224, 224) and torch.isfinite(evaluated["image_score"]).all()
-
-
-def test_ib_iumad_train_rms_scales_each_modality_and_keeps_the_factor_in_the_state_dict(model_cfg):
-    torch.manual_seed(0)
-    model = build_model({**model_cfg(), "feature_scale": "train_rms"}, image_size=64, num_classes=3).eval()
-    image, depth = _inputs()
-    with torch.no_grad():
-        features = model.extract_features(image, depth)
-        before = model.forward_from_features(features, image, depth)
-        model.calibrate_feature_scale({"rgb": 4.0, "depth": 0.25})
-        after = model.forward_from_features(features, image, depth)
-    assert torch.equal(before["feature"], torch.cat([features["rgb"], features["depth"]], dim=1))
-    assert torch.equal(after["feature"], torch.cat([features["rgb"] * 0.5, features["depth"] * 2.0], dim=1))
-    assert torch.equal(model.state_dict()["modality_scale"], torch.tensor([0.5, 2.0]))
-
-
-@pytest.mark.parametrize(
-    ("feature_scale", "energy", "error", "message"),
-    [
-        ("none", {"rgb": 1.0, "depth": 1.0}, RuntimeError, "train_rms"),
-        ("train_rms", {"rgb": 1.0, "depth": 0.0}, ValueError, "depth features have mean token energy 0.0"),
-    ],
-)
-def test_ib_iumad_calibrate_feature_scale_refuses(model_cfg, feature_scale, energy, error, message):
-    model = build_model({**model_cfg(), "feature_scale": feature_scale}, image_size=64, num_classes=3)
-    with pytest.raises(error, match=message):
-        model.calibrate_feature_scale(energy)
-    assert "modality_scale" not in build_model(model_cfg(), image_size=64, num_classes=3).state_dict()

@@ -130,7 +130,6 @@ def _drop_entry(name):
         (_set("modalities", []), "non-empty"),
         (_set("jitter", {"scale": 1.0, "probability": 1.0}), "model.jitter: unknown keys \\['probability'\\]"),
         (_set("fuson", "ib"), "model: unknown keys \\['fuson'\\]"),
-        (_set("feature_scale", "rms"), "model.feature_scale must be one of \\['none', 'train_rms'\\], got 'rms'"),
         (_drop_entry("discriminator"), "lacks the entries \\['discriminator'\\]"),
     ],
 )
