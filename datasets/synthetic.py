@@ -26,12 +26,14 @@ classes are generated. Class names sort into the incremental order (see :data:`C
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -523,20 +525,15 @@ def _recorded_info(out: Path) -> dict:
         ) from exc
 
 
-def ensure_dataset(
-    out: str | Path,
-    size: int = 128,
-    train_per_class: int = 30,
-    test_per_class: int = 30,
-    seed: int = 0,
-    classes: Sequence[str] | None = None,
-    compress: bool = False,
-    pose_jitter: float = DEFAULT_POSE_JITTER,
-) -> Path:
+def ensure_dataset(out: str | Path, **generation: Any) -> Path:
     """Make the dataset at ``out`` unless one made with the same arguments is already there.
 
     A new dataset is written to ``<out>.partial`` and renamed, so an interrupted generation is never taken
-    for a dataset. Arguments as in :func:`make_dataset`.
+    for a dataset.
+
+    Args:
+        out: the dataset root.
+        generation: keyword arguments of :func:`make_dataset` (its defaults apply to the others).
 
     Returns:
         The dataset root.
@@ -546,8 +543,11 @@ def ensure_dataset(
             generator, whose default ``pose_jitter`` was 1), naming the differing keys.
     """
     out = Path(out)
-    classes = list(CLASS_NAMES if classes is None else classes)
-    wanted = _generation_info(size, train_per_class, test_per_class, seed, classes, compress, pose_jitter)
+    bound = inspect.signature(make_dataset).bind(out, **generation)
+    bound.apply_defaults()
+    arguments = {k: v for k, v in bound.arguments.items() if k != "out"}
+    arguments["classes"] = list(CLASS_NAMES if arguments["classes"] is None else arguments["classes"])
+    wanted = _generation_info(**arguments)
     if out.exists():
         recorded = _recorded_info(out)
         differing = [
@@ -563,6 +563,6 @@ def ensure_dataset(
         return out
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    make_dataset(partial, size, train_per_class, test_per_class, seed, classes, compress, pose_jitter)
+    make_dataset(partial, **arguments)
     partial.rename(out)
     return out

@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         generate = ensure_dataset if args.if_absent else make_dataset
         out = generate(
             args.out,
-            args.size,
-            args.train_per_class,
-            args.test_per_class,
-            args.seed,
-            args.classes,
+            size=args.size,
+            train_per_class=args.train_per_class,
+            test_per_class=args.test_per_class,
+            seed=args.seed,
+            classes=args.classes,
             compress=args.compress,
             pose_jitter=args.pose_jitter,
         )
