@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from datasets import RGBDDataset, build_loader, read_meta, write_meta
 from engine.checkpoint import IncrementalState, architecture_fingerprint, load_checkpoint, save_checkpoint
@@ -25,6 +26,7 @@ from engine.regularizers import Regularizer, build_regularizer
 from engine.results import build_results, read_step_record, step_record, write_results
 from engine.trainer import StepSpec, seed_everything, train_step
 from models.model_helper import build_model
+from utils.config import config_differences
 from utils.criterion_helper import build_criterion
 from utils.dist import barrier, get_world_size, is_main_process
 from utils.errors import CheckpointError, ConfigError, DataError
@@ -59,6 +61,13 @@ def _check_split(train: list[dict], test: list[dict], meta_dir: Path) -> None:
     defective = [r["filename"] for r in train if int(r["label"]) != 0]
     if defective:
         raise DataError(f"{meta_dir / 'train.jsonl'} contains defective images, e.g. {defective[0]}")
+
+
+#: Config keys that do not change a run's results: ``--resume`` accepts a saved config that differs in them.
+_RESUME_IGNORED = frozenset({
+    "dataset.workers", "dataset.eval_batch_size", "evaluation.vis_per_class", "trainer.save_every_epochs",
+    "trainer.feature_cache", "trainer.feature_cache_max_gb",
+})
 
 
 def _ckpt(output: Path, step: int) -> Path:
@@ -197,12 +206,30 @@ class IncrementalRun:
             barrier()
             return
         if options.resume:
+            self._check_resumed_config()
             return
         done = [k for k in steps if _ckpt(self.output, k).is_file()]
         if done:
             raise ConfigError(
                 f"{self.output} already holds step {done[0]} ({_ckpt(self.output, done[0])}); "
                 "pass --resume to continue the run, --overwrite to train again, or another --output"
+            )
+
+    def _check_resumed_config(self) -> None:
+        """``--resume`` continues the run in the output folder: its saved config must be this one."""
+        saved = self.output / "config.yaml"
+        if not saved.is_file():
+            return
+        try:
+            old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"cannot read the saved config {saved}: {exc}") from None
+        changed = config_differences(old, self.cfg, _RESUME_IGNORED)
+        if changed:
+            shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+            raise ConfigError(
+                f"--resume: {self.output} was run with another config ({saved}): {shown}; resume with the "
+                "config it was started with, or pass --overwrite to train again, or another --output"
             )
 
     def run(self, options: RunOptions) -> dict[str, Any]:

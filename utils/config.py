@@ -26,7 +26,15 @@ import yaml
 
 from utils.errors import ConfigError
 
-__all__ = ["SCHEMA", "load_config", "merge_configs", "apply_overrides", "validate_config", "config_to_yaml"]
+__all__ = [
+    "SCHEMA",
+    "load_config",
+    "merge_configs",
+    "apply_overrides",
+    "validate_config",
+    "config_to_yaml",
+    "config_differences",
+]
 
 REQUIRED = object()
 """Marks a schema key without a default: the config files must give it."""
@@ -310,3 +318,28 @@ def load_config(path: str | Path, opts: list[str] | None = None) -> dict:
 def config_to_yaml(cfg: Mapping) -> str:
     """The resolved config as YAML text (saved with every run)."""
     return yaml.safe_dump(dict(cfg), sort_keys=False, default_flow_style=None)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key → leaf value (lists are leaves)."""
+    if not isinstance(value, Mapping):
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def config_differences(old: Mapping, new: Mapping, ignore: frozenset[str] = frozenset()) -> list[str]:
+    """The leaves that differ between two resolved configs, as ``"key: old -> new"`` (sorted by key).
+
+    Both sides go through YAML first, so a saved ``config.yaml`` compares equal to the config it was
+    written from. Keys in ``ignore`` (dotted) are skipped; a key on one side only shows as ``<absent>``.
+    """
+    flat_old, flat_new = (_flatten(yaml.safe_load(config_to_yaml(c))) for c in (old, new))
+    missing = "<absent>"
+    return [
+        f"{key}: {flat_old.get(key, missing)!r} -> {flat_new.get(key, missing)!r}"
+        for key in sorted(set(flat_old) | set(flat_new))
+        if key not in ignore and flat_old.get(key, missing) != flat_new.get(key, missing)
+    ]

@@ -123,6 +123,25 @@ def test_resume_of_one_step_keeps_the_whole_runs_results(full_run, tmp_path):
     assert json.loads((copy / "results.json").read_text()) == json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.parametrize(
+    ("trainer", "code", "message"),
+    [
+        ({"lr": 5e-4}, 2, "config.yaml): trainer.lr: 0.001 -> 0.0005; resume with the config it was started with"),
+        ({"save_every_epochs": 1}, 0, None),  # keys that do not change the results may differ
+    ],
+)
+def test_resume_with_another_config(full_run, tmp_path, tiny_root, make_config, capsys, trainer, code, message):
+    _, out = full_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(make_config(tiny_root, STEPS, **trainer)))
+    assert run("--config", other, "--output", copy, "--resume") == code
+    if message:
+        assert message in capsys.readouterr().err
+    assert json.loads((copy / "results.json").read_text()) == json.loads((out / "results.json").read_text())
+
+
 def test_resume_from_a_partial_step_of_other_classes_is_refused(full_run, tmp_path, capsys):
     config, out = full_run
     copy = tmp_path / "copy"

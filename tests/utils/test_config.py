@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from utils.config import apply_overrides, load_config, merge_configs, validate_config
+from utils.config import apply_overrides, config_differences, load_config, merge_configs, validate_config
 from utils.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,3 +113,17 @@ def test_eyecandies_configs_use_the_converters_class_folders():
     published = ["CandyCane", "ChocolateCookie", "ChocolatePraline", "Confetto", "GummyBear", "HazelnutTruffle",
                  "LicoriceSandwich", "Lollipop", "Marshmallow", "PeppermintCandy"]
     assert classes == [class_folder_name(name) for name in published]
+
+
+@pytest.mark.parametrize(
+    ("new", "ignore", "expected"),
+    [
+        ({"a": {"b": 1, "c": [1, 2]}, "d": "x"}, frozenset(), []),
+        ({"a": {"b": 1, "c": (1, 2)}, "d": "x"}, frozenset(), []),  # a tuple saves as the same YAML list
+        ({"a": {"b": 2, "c": [1, 2]}, "d": "y"}, frozenset(), ["a.b: 1 -> 2", "d: 'x' -> 'y'"]),
+        ({"a": {"b": 2, "c": [1, 2]}, "d": "x"}, frozenset({"a.b"}), []),
+        ({"a": {"c": [1, 3]}, "d": "x"}, frozenset(), ["a.b: 1 -> '<absent>'", "a.c: [1, 2] -> [1, 3]"]),
+    ],
+)
+def test_config_differences(new, ignore, expected):
+    assert config_differences({"a": {"b": 1, "c": [1, 2]}, "d": "x"}, new, ignore) == expected
