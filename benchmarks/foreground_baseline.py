@@ -4,8 +4,8 @@ The map knows nothing about defects: it is the object footprint (every point tha
 dominant background plane, :func:`datasets.depth.remove_background_plane`), Gaussian-smoothed. When
 defects lie on the object and the object covers a small part of the image, such a map already scores
 a high P-AUROC and AUPRO. A method's pixel metrics mean something about anomaly detection only where
-they beat this baseline; on Synthetic3D (objects cover ~10-20 % of the frame) they must be read
-against it (README "Results on Synthetic3D").
+they beat this baseline; on Synthetic3D, where each object covers a small part of the frame, they must
+be read against it (README "Results on Synthetic3D").
 
 ``python benchmarks/foreground_baseline.py [--root data/Synthetic3D] [--classes ball bowl ...] [--sigma 2]``
 prints per-class P-AUROC, AUPRO@0.3 and AUPRO@0.01 and their means.
