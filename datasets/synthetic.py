@@ -63,8 +63,12 @@ FOCAL_PER_PIXEL = 4.0
 #: With random backbone features a reconstruction network learns a class template only when the object stays
 #: put; at 1 it must reproduce arbitrary texture phases and learns to copy (README "Results on Synthetic3D").
 DEFAULT_POSE_JITTER = 0.15
-#: ``pose_jitter`` of datasets written before the option existed (their ``synthetic3d.json`` lacks the key).
-_LEGACY_INFO = {"pose_jitter": 1.0}
+#: Default size factor of the defects: blob radius 18-28 mm (2 × the 9-14 mm of older versions) on objects 30-90 mm
+#: wide, cracks 4.8 mm wide. At 1 a defect fills about one 16-px token of the 128-px default, too little for random
+#: backbone features to tell (README "Results on Synthetic3D").
+DEFAULT_DEFECT_SCALE = 2.0
+#: Arguments of datasets written before an option existed (their ``synthetic3d.json`` lacks the key).
+_LEGACY_INFO = {"pose_jitter": 1.0, "defect_scale": 1.0}
 MIN_SIZE = 32
 _SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 _MIN_DEFECT_PIXELS = 3
@@ -323,14 +327,21 @@ def _crack_distance(scene: _Scene, centre: tuple[int, int], length: float, rng: 
     return distance
 
 
-def _apply_defect(scene: _Scene, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Defective (height, albedo, shading height) of a scene; changes are confined to the eroded footprint."""
+def _apply_defect(
+    scene: _Scene, kind: str, rng: np.random.Generator, scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Defective (height, albedo, shading height) of a scene; changes are confined to the eroded footprint.
+
+    ``scale`` multiplies the radius of the blob defects (9-14 mm at 1) and the width of a crack (2.4 mm at 1; its
+    length, 4 radii at scale 1, already spans most objects); depths and colours stay.
+    """
     # Shading uses central differences: a change at one pixel alters its 4 neighbours, which stay on the object.
     safe = cv2.erode(scene.inside.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     candidates = np.argwhere(safe) if safe.any() else np.argwhere(scene.inside)
     centre = tuple(candidates[rng.integers(len(candidates))])
     min_radius = 2.0 * scene.pitch  # keeps defects a few pixels wide at small image sizes
-    radius = max(rng.uniform(0.009, 0.014), min_radius)
+    unscaled_radius = rng.uniform(0.009, 0.014)
+    radius = max(unscaled_radius * scale, min_radius)
     height, albedo = scene.height.copy(), scene.albedo.copy()
     if kind in ("dent", "bump"):
         rel = np.hypot(scene.world_x - scene.world_x[centre], scene.world_y - scene.world_y[centre]) / radius
@@ -345,8 +356,8 @@ def _apply_defect(scene: _Scene, kind: str, rng: np.random.Generator) -> tuple[n
         albedo[stain] = (1 - alpha) * albedo[stain] + alpha * colour
         return height, albedo, scene.height
     if kind == "crack":
-        half_width = max(0.0012, 0.9 * scene.pitch)
-        distance = _crack_distance(scene, centre, radius * 4, rng)
+        half_width = max(0.0012 * scale, 0.9 * scene.pitch)
+        distance = _crack_distance(scene, centre, 4 * max(unscaled_radius, min_radius), rng)
         groove = np.where(distance < half_width, 1.0 - distance / half_width, 0.0) * safe
         height -= rng.uniform(0.002, 0.004) * groove
         albedo[groove > 0] *= 0.35
@@ -367,6 +378,7 @@ def render_sample(
     rng: np.random.Generator,
     defect: str | None = None,
     pose_jitter: float = DEFAULT_POSE_JITTER,
+    defect_scale: float = DEFAULT_DEFECT_SCALE,
 ) -> dict:
     """Render one sample, and its defective version when ``defect`` is given.
 
@@ -377,6 +389,7 @@ def render_sample(
         defect: one of :data:`DEFECT_TYPES`, or None for a defect-free sample only.
         pose_jitter: scale of the pose variation (shift ±18 mm, rotation ±0.35 rad, size ±12 % at 1;
             0 = every object in the same pose).
+        defect_scale: size factor of the defect (radius 9-14 mm at 1).
 
     Returns:
         ``{"good": SyntheticSample}`` plus ``"defect": SyntheticSample`` when ``defect`` is given; the good
@@ -390,7 +403,7 @@ def render_sample(
     if defect is None:
         return result
     for _ in range(_DEFECT_TRIES):
-        d_rgb, d_xyz = _render(scene, *_apply_defect(scene, defect, rng))
+        d_rgb, d_xyz = _render(scene, *_apply_defect(scene, defect, rng, defect_scale))
         changed = (d_rgb != rgb).any(axis=-1) | (d_xyz != xyz).any(axis=-1)
         mask = changed & scene.inside
         if mask.sum() >= _MIN_DEFECT_PIXELS:
@@ -437,6 +450,7 @@ def make_dataset(
     classes: Sequence[str] | None = None,
     compress: bool = False,
     pose_jitter: float = DEFAULT_POSE_JITTER,
+    defect_scale: float = DEFAULT_DEFECT_SCALE,
 ) -> Path:
     """Write a Synthetic3D dataset in the MVTec 3D-AD layout.
 
@@ -453,6 +467,7 @@ def make_dataset(
         classes: subset of :data:`CLASS_NAMES` (default all); a class's samples do not depend on the others.
         compress: deflate-compress the xyz TIFFs.
         pose_jitter: scale of the per-sample pose variation (see :func:`render_sample`).
+        defect_scale: size factor of the defects (see :func:`render_sample`).
 
     Returns:
         The dataset root.
@@ -464,11 +479,13 @@ def make_dataset(
     _validate(size, train_per_class, test_per_class, classes)
     if not 0.0 <= pose_jitter <= 1.0:
         raise ConfigError(f"pose_jitter must be in 0..1, got {pose_jitter}")
+    if not 0.0 < defect_scale <= 3.0:
+        raise ConfigError(f"defect_scale must be in (0, 3], got {defect_scale}")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"output folder exists and is not empty: {out} (choose a new folder)")
     out.mkdir(parents=True, exist_ok=True)
-    info = _generation_info(size, train_per_class, test_per_class, seed, classes, compress, pose_jitter)
+    info = _generation_info(size, train_per_class, test_per_class, seed, classes, compress, pose_jitter, defect_scale)
     val_count = info["validation_per_class"]
     for clsname in classes:
         class_index = CLASS_NAMES.index(clsname)
@@ -480,7 +497,8 @@ def make_dataset(
         counters: dict[str, int] = {}
         for index, label in enumerate(_test_plan(class_index, test_per_class)):
             rng = np.random.default_rng([seed, class_index, _SPLIT_CODES["test"], index])
-            rendered = render_sample(clsname, size, rng, None if label == "good" else label, pose_jitter)
+            defect = None if label == "good" else label
+            rendered = render_sample(clsname, size, rng, defect, pose_jitter, defect_scale)
             stem = f"{counters.setdefault(label, 0):03d}"
             counters[label] += 1
             sample = rendered["good"] if label == "good" else rendered["defect"]
@@ -498,6 +516,7 @@ def _generation_info(
     classes: Sequence[str],
     compress: bool,
     pose_jitter: float,
+    defect_scale: float,
 ) -> dict:
     """The generation arguments as recorded in ``<out>/synthetic3d.json``."""
     return {
@@ -510,6 +529,7 @@ def _generation_info(
         "classes": list(classes),
         "compress": compress,
         "pose_jitter": pose_jitter,
+        "defect_scale": defect_scale,
     }
 
 
@@ -540,7 +560,7 @@ def ensure_dataset(out: str | Path, **generation: Any) -> Path:
 
     Raises:
         DataError: ``out`` exists but was made with other arguments (e.g. by an older version of this
-            generator, whose default ``pose_jitter`` was 1), naming the differing keys.
+            generator, whose defaults were ``pose_jitter`` 1 and ``defect_scale`` 1), naming the differing keys.
     """
     out = Path(out)
     bound = inspect.signature(make_dataset).bind(out, **generation)

@@ -4,6 +4,7 @@ Usage::
 
     python A_ori_dataset_split/Synthetic3D/make_synthetic_3d.py --out data/Synthetic3D [--size 128]
         [--train-per-class 30] [--test-per-class 30] [--seed 0] [--classes ball box] [--pose-jitter 0.15]
+        [--defect-scale 2]
         [--compress] [--meta] [--if-absent]
 
 The generator itself is :mod:`datasets.synthetic`; ``--meta`` also writes ``train.jsonl``/``test.jsonl``
@@ -24,7 +25,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from datasets.meta import write_meta  # noqa: E402
-from datasets.synthetic import CLASS_NAMES, DEFAULT_POSE_JITTER, ensure_dataset, make_dataset  # noqa: E402
+from datasets.synthetic import (  # noqa: E402
+    CLASS_NAMES,
+    DEFAULT_DEFECT_SCALE,
+    DEFAULT_POSE_JITTER,
+    ensure_dataset,
+    make_dataset,
+)
 from utils.errors import IUMADError, report_error  # noqa: E402
 
 LOGGER = logging.getLogger("make_synthetic_3d")
@@ -45,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=DEFAULT_POSE_JITTER,
         help="scale of the pose variation in 0..1 (0 = all objects aligned; 1 = the datasets of older versions)",
+    )
+    parser.add_argument(
+        "--defect-scale",
+        type=float,
+        default=DEFAULT_DEFECT_SCALE,
+        help="size factor of the defects in (0, 3] (1 = the datasets of older versions)",
     )
     parser.add_argument("--meta", action="store_true", help="also write train.jsonl / test.jsonl into --out")
     parser.add_argument(
@@ -69,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             classes=args.classes,
             compress=args.compress,
             pose_jitter=args.pose_jitter,
+            defect_scale=args.defect_scale,
         )
         if args.meta:
             write_meta(out)

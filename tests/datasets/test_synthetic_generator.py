@@ -10,6 +10,7 @@ import pytest
 from datasets.io import read_mask, read_rgb, read_xyz
 from datasets.synthetic import (
     CLASS_NAMES,
+    DEFAULT_DEFECT_SCALE,
     DEFAULT_POSE_JITTER,
     DEFECT_TYPES,
     ensure_dataset,
@@ -158,6 +159,8 @@ def test_make_dataset_test_split_is_balanced(tmp_path):
         ({"test_per_class": 1}, "test_per_class"),
         ({"train_per_class": 0}, "train_per_class"),
         ({"pose_jitter": 1.5}, "pose_jitter"),
+        ({"defect_scale": 0.0}, "defect_scale"),
+        ({"defect_scale": 4.0}, "defect_scale"),
     ],
 )
 def test_make_dataset_rejects_bad_arguments(tmp_path, kwargs, message):
@@ -181,6 +184,15 @@ def test_pose_jitter_zero_aligns_the_objects():
     assert aligned.std(axis=0).max() < 0.5 < varied.std(axis=0).max()
 
 
+@pytest.mark.parametrize("kind", DEFECT_TYPES)
+def test_defect_scale_grows_the_defect(kind):
+    areas = [
+        render_sample("box", 128, np.random.default_rng([5, 1]), kind, defect_scale=scale)["defect"].mask.sum()
+        for scale in (1.0, 2.0)
+    ]
+    assert areas[1] > 1.5 * areas[0]
+
+
 def test_make_dataset_refuses_non_empty_output(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("x")
@@ -194,13 +206,14 @@ def test_ensure_dataset_makes_once_then_keeps(tmp_path):
     assert not (tmp_path / "syn.partial").exists()
     assert ensure_dataset(tmp_path / "syn", seed=3, **SMALL) == out
     assert _digests(out) == first
-    assert json.loads((out / "synthetic3d.json").read_text())["pose_jitter"] == DEFAULT_POSE_JITTER
-
-
-def _drop_pose_jitter(out: Path) -> None:
-    """Make ``out`` look like a dataset of a version before ``pose_jitter`` existed."""
     info = json.loads((out / "synthetic3d.json").read_text())
-    del info["pose_jitter"]
+    assert (info["pose_jitter"], info["defect_scale"]) == (DEFAULT_POSE_JITTER, DEFAULT_DEFECT_SCALE)
+
+
+def _drop_later_options(out: Path) -> None:
+    """Make ``out`` look like a dataset of a version before ``pose_jitter`` and ``defect_scale`` existed."""
+    info = json.loads((out / "synthetic3d.json").read_text())
+    del info["pose_jitter"], info["defect_scale"]
     (out / "synthetic3d.json").write_text(json.dumps(info))
 
 
@@ -208,7 +221,7 @@ def _drop_pose_jitter(out: Path) -> None:
     ("change", "seed", "message"),
     [
         (lambda out: None, 4, "seed 3 \\(wanted 4\\)"),
-        (_drop_pose_jitter, 3, "pose_jitter 1.0 \\(wanted 0.15\\)"),
+        (_drop_later_options, 3, "pose_jitter 1.0 \\(wanted 0.15\\), defect_scale 1.0 \\(wanted 2.0\\)"),
         (lambda out: (out / "synthetic3d.json").unlink(), 3, "synthetic3d.json is missing"),
     ],
 )
