@@ -67,3 +67,12 @@ def test_make_synthetic_cli_if_absent_keeps_or_refuses(tmp_path, load_cli, capsy
     assert cli.main(args) == 0
     assert cli.main([*args, "--seed", "5"]) == 2
     assert "seed 0 (wanted 5)" in capsys.readouterr().err
+
+
+def test_make_synthetic_cli_defect_scale(tmp_path, load_cli, capsys):
+    cli = load_cli("A_ori_dataset_split/Synthetic3D/make_synthetic_3d.py")
+    args = ["--size", "32", "--train-per-class", "1", "--test-per-class", "2", "--classes", "ball"]
+    assert cli.main(["--out", str(tmp_path / "syn"), *args, "--defect-scale", "1"]) == 0
+    assert json.loads((tmp_path / "syn/synthetic3d.json").read_text())["defect_scale"] == 1.0
+    assert cli.main(["--out", str(tmp_path / "bad"), *args, "--defect-scale", "5"]) == 2
+    assert "defect_scale must be in (0, 3], got 5.0" in capsys.readouterr().err
