@@ -389,7 +389,7 @@ def render_sample(
         defect: one of :data:`DEFECT_TYPES`, or None for a defect-free sample only.
         pose_jitter: scale of the pose variation (shift ±18 mm, rotation ±0.35 rad, size ±12 % at 1;
             0 = every object in the same pose).
-        defect_scale: size factor of the defect (radius 9-14 mm at 1).
+        defect_scale: size factor of the defect (blob radius 9-14 mm, crack width 2.4 mm at 1).
 
     Returns:
         ``{"good": SyntheticSample}`` plus ``"defect": SyntheticSample`` when ``defect`` is given; the good
