@@ -31,7 +31,8 @@ DEFAULT_CONFIG = REPO_ROOT / "experiments" / "Synthetic3D" / "6_1_with_4_step" /
 
 @torch.no_grad()
 def _features(model, root: Path, records: list[dict], clsname: str, size: int):
-    dataset = RGBDDataset(root, [r for r in records if r["clsname"] == clsname], {clsname: 0}, size)
+    own = [r for r in records if r["clsname"] == clsname]
+    dataset = RGBDDataset(root, own, {clsname: 0}, size, model.backbone.input_mean, model.backbone.input_std)
     feats: dict[str, list[torch.Tensor]] = {}
     labels, kinds = [], [r["label_name"] for r in records if r["clsname"] == clsname]
     for i in range(len(dataset)):

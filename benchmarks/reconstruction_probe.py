@@ -43,7 +43,10 @@ DEFAULT_CONFIG = REPO_ROOT / "experiments" / "Synthetic3D" / "6_1_with_4_step" /
 @torch.no_grad()
 def extract(model, root: Path, records: list[dict], classes: list[str], size: int, modality: str) -> dict:
     """Features ``(N, C, h, w)`` of one modality plus per-record ``label``, ``clsname``, ``label_name`` arrays."""
-    dataset = RGBDDataset(root, records, {c: i for i, c in enumerate(classes)}, size)
+    backbone = model.backbone
+    dataset = RGBDDataset(
+        root, records, {c: i for i, c in enumerate(classes)}, size, backbone.input_mean, backbone.input_std
+    )
     items = [dataset[i] for i in range(len(dataset))]
     image, depth = torch.stack([it["image"] for it in items]), torch.stack([it["depth"] for it in items])
     chunks = [model.extract_features(image[i : i + 32], depth[i : i + 32]) for i in range(0, len(items), 32)]

@@ -1,9 +1,10 @@
 """RGB + depth samples for the unified incremental model (DESIGN §4; paper: the two input modalities).
 
 A sample is the RGB image and the depth image built from the organised point cloud
-(:func:`datasets.depth.xyz_to_depth`), both ``(3, S, S)`` and ImageNet-normalised, plus the
-ground-truth mask. RGB is resized bilinearly; the point cloud and the mask with nearest neighbour
-(so no depth value is ever interpolated across an object edge) before the depth image is built.
+(:func:`datasets.depth.xyz_to_depth`), both ``(3, S, S)`` and normalised with the backbone's
+preprocessing (``mean``/``std``; ImageNet's by default), plus the ground-truth mask. RGB is resized
+bilinearly; the point cloud and the mask with nearest neighbour (so no depth value is ever
+interpolated across an object edge) before the depth image is built.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-def normalize_image(image: np.ndarray) -> torch.Tensor:
-    """ImageNet-normalise an ``(H, W, 3)`` float image in [0, 1] into a ``(3, H, W)`` float32 tensor."""
-    chw = ((image.astype(np.float32) - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
+def normalize_image(
+    image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
+    """Normalise an ``(H, W, 3)`` float image in [0, 1] into a ``(3, H, W)`` float32 tensor ``(x - mean) / std``."""
+    mean, std = np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
+    chw = ((image.astype(np.float32) - mean) / std).transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(chw))
 
 
@@ -41,6 +45,8 @@ class RGBDDataset(Dataset):
         class_ids: class name → classifier index, for the classes of this step (or seen so far);
             records of other classes are dropped.
         image_size: output side ``S``.
+        mean: per-channel mean of the input normalisation (the backbone's ``input_mean``), [0, 1] units.
+        std: per-channel std of the input normalisation (the backbone's ``input_std``).
 
     Raises:
         DataError: a class of ``class_ids`` has no record; a record lacks a key.
@@ -51,11 +57,18 @@ class RGBDDataset(Dataset):
     """
 
     def __init__(
-        self, root: str | Path, records: Sequence[Mapping], class_ids: Mapping[str, int], image_size: int
+        self,
+        root: str | Path,
+        records: Sequence[Mapping],
+        class_ids: Mapping[str, int],
+        image_size: int,
+        mean: Sequence[float] = tuple(IMAGENET_MEAN),
+        std: Sequence[float] = tuple(IMAGENET_STD),
     ) -> None:
         if image_size <= 0:
             raise ValueError(f"image_size must be positive, got {image_size}")
         self.root = Path(root)
+        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         self.image_size = int(image_size)
         self.class_ids = dict(class_ids)
         for number, record in enumerate(records):
@@ -103,8 +116,8 @@ class RGBDDataset(Dataset):
         except ValueError as exc:
             raise DataError(f"{exc}: {xyz_path}") from exc
         return {
-            "image": normalize_image(image),
-            "depth": normalize_image(np.repeat(depth[:, :, None], 3, axis=2)),
+            "image": normalize_image(image, self.mean, self.std),
+            "depth": normalize_image(np.repeat(depth[:, :, None], 3, axis=2), self.mean, self.std),
             "mask": torch.from_numpy(mask[None].astype(np.float32)),
             "label": int(record["label"]),
             "clsname": record["clsname"],

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
-from datasets import build_loader
+from datasets import RGBDDataset, build_loader
 from utils.dist import all_gather_objects, broadcast_object, get_rank, get_world_size, is_main_process
 from utils.metrics import aupro, image_auroc, pixel_auroc
 from utils.vis import denormalize_image, save_anomaly_figure
@@ -91,7 +91,9 @@ def class_metrics(records: list[dict[str, Any]], aupro_mode: str) -> dict[str, f
     return result
 
 
-def _save_figures(dataset: Dataset, by_class: dict[str, list[dict[str, Any]]], vis_dir: Path, per_class: int) -> None:
+def _save_figures(
+    dataset: RGBDDataset, by_class: dict[str, list[dict[str, Any]]], vis_dir: Path, per_class: int
+) -> None:
     for clsname, records in by_class.items():
         chosen = sorted(records, key=lambda r: -r["label"])[:per_class]
         maps = np.stack([r["map"] for r in records]).astype(np.float32)
@@ -101,7 +103,7 @@ def _save_figures(dataset: Dataset, by_class: dict[str, list[dict[str, Any]]], v
             name = Path(sample["filename"]).with_suffix("").as_posix().replace("/", "_")
             save_anomaly_figure(
                 vis_dir / f"{name}.png",
-                rgb=denormalize_image(sample["image"]),
+                rgb=denormalize_image(sample["image"], dataset.mean, dataset.std),
                 depth=sample["depth"][0].numpy(),
                 gt=record["mask"],
                 amap=record["map"].astype(np.float32),

@@ -124,7 +124,15 @@ class IncrementalRun:
         return train, test
 
     def _dataset(self, records: list[dict], class_ids: dict[str, int]) -> RGBDDataset:
-        return RGBDDataset(self.cfg["dataset"]["root"], records, class_ids, self.cfg["dataset"]["image_size"])
+        backbone = self.model.backbone
+        return RGBDDataset(
+            self.cfg["dataset"]["root"],
+            records,
+            class_ids,
+            self.cfg["dataset"]["image_size"],
+            mean=backbone.input_mean,
+            std=backbone.input_std,
+        )
 
     def _split_train_val(self, records: list[dict], classes: list[str], step: int) -> tuple[list[dict], list[dict]]:
         """Held-out training normals per class for ``trainer.select: val`` (never test images)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,15 @@ def _to_numpy(array: Any) -> np.ndarray:
     return np.asarray(array)
 
 
-def denormalize_image(image: Any) -> np.ndarray:
-    """Undo the ImageNet normalisation of one image.
+def denormalize_image(
+    image: Any, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> np.ndarray:
+    """Undo the input normalisation of one image.
 
     Args:
-        image: (3, H, W) float tensor or array, ``(rgb - IMAGENET_MEAN) / IMAGENET_STD``.
+        image: (3, H, W) float tensor or array, ``(rgb - mean) / std``.
+        mean: per-channel mean of the normalisation, [0, 1] units (ImageNet's by default).
+        std: per-channel std of the normalisation.
 
     Returns:
         (H, W, 3) uint8 RGB image.
@@ -49,9 +54,7 @@ def denormalize_image(image: Any) -> np.ndarray:
     arr = _to_numpy(image).astype(np.float64)
     if arr.ndim != 3 or arr.shape[0] != 3:
         raise ValueError(f"denormalize_image: expected a (3, H, W) image, found shape {arr.shape}")
-    mean = np.asarray(IMAGENET_MEAN).reshape(3, 1, 1)
-    std = np.asarray(IMAGENET_STD).reshape(3, 1, 1)
-    rgb = np.clip(arr * std + mean, 0.0, 1.0)  # (3, H, W) in [0, 1]
+    rgb = np.clip(arr * np.reshape(std, (3, 1, 1)) + np.reshape(mean, (3, 1, 1)), 0.0, 1.0)  # (3, H, W) in [0, 1]
     return np.rint(rgb * 255.0).astype(np.uint8).transpose(1, 2, 0)  # (3, H, W) -> (H, W, 3)
 
 

