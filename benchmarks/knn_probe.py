@@ -2,10 +2,11 @@
 
 For each class: a memory bank of the training images' feature vectors (every position of the neck's
 feature map), each test image scored by the largest nearest-neighbour distance of its positions,
-I-AUROC per modality (and per defect type: good images + that type). No training. Used to choose the
-Synthetic3D backbone level (random weights).
+I-AUROC per modality and fused (each modality's score z-scored with leave-one-out scores of the
+training normals, then the max), and per defect type (good images + that type). No training: the
+reference a trained model on the same features is read against.
 
-``python benchmarks/knn_probe.py [--root data/Synthetic3D] [--config ...] [--opts key=value ...]``
+``python benchmarks/knn_probe.py [--root data/Synthetic3D] [--config ...] [--all-steps] [--opts key=value ...]``
 """
 
 from __future__ import annotations
@@ -43,11 +44,44 @@ def _features(model, root: Path, records: list[dict], clsname: str, size: int):
     return {m: torch.stack(v) for m, v in feats.items()}, np.array(labels), np.array(kinds)
 
 
+def knn_image_scores(bank: torch.Tensor, query: torch.Tensor) -> np.ndarray:
+    """Largest nearest-neighbour distance of each query image's positions to a memory bank.
+
+    Args:
+        bank: ``(N, P, C)`` training features (N images, P positions).
+        query: ``(M, P, C)`` features to score.
+
+    Returns:
+        ``(M,)`` image scores (feature-space L2 units).
+    """
+    memory = bank.reshape(-1, bank.shape[-1])
+    distance = torch.cdist(query.flatten(0, 1), memory).min(1).values.reshape(len(query), -1)
+    return distance.max(1).values.numpy()
+
+
+def leave_one_out_scores(bank: torch.Tensor) -> np.ndarray:
+    """``(N,)`` score of each training image against the bank of the other N - 1 (the normals' score spread)."""
+    keep = torch.ones(len(bank), dtype=torch.bool)
+    scores = []
+    for i in range(len(bank)):
+        keep[i] = False
+        scores.append(knn_image_scores(bank[keep], bank[i : i + 1])[0])
+        keep[i] = True
+    return np.array(scores)
+
+
+def fuse_by_zscore_max(test: dict[str, np.ndarray], normals: dict[str, np.ndarray]) -> np.ndarray:
+    """Fused image score: each modality's score z-scored with its training normals' scores, then the max."""
+    z = [(test[m] - normals[m].mean()) / max(normals[m].std(), 1e-12) for m in test]
+    return np.max(np.stack(z), axis=0)
+
+
 def main(argv: list[str] | None = None) -> dict[str, list[float]]:
-    """Print the probe's I-AUROC per class and modality, and the means; return ``{modality: per-class I-AUROC}``."""
+    """Print the probe's I-AUROC per class and modality (and fused), and the means; return them per class."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=REPO_ROOT / "data" / "Synthetic3D")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("--all-steps", action="store_true", help="every class of the setting, not only step 0's")
     parser.add_argument("--opts", nargs="*", default=[])
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.opts)
@@ -55,23 +89,22 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     torch.manual_seed(cfg["seed"])
     model = build_model(cfg["model"], size, 1).eval()
     train, test = read_meta(args.root / "train.jsonl"), read_meta(args.root / "test.jsonl")
-    classes = cfg["incremental"]["steps"][0]["classes"]
+    steps = cfg["incremental"]["steps"] if args.all_steps else cfg["incremental"]["steps"][:1]
+    classes = [c for step in steps for c in step["classes"]]
     scores: dict[str, list[float]] = {}
     by_defect: dict[tuple[str, str], list[float]] = {}
     for clsname in classes:
         bank, _, _ = _features(model, args.root, train, clsname, size)
         query, labels, kinds = _features(model, args.root, test, clsname, size)
-        row = []
-        for modality in bank:
-            memory = bank[modality].reshape(-1, bank[modality].shape[-1])
-            distance = torch.cdist(query[modality].flatten(0, 1), memory).min(1).values.reshape(len(labels), -1)
-            image_scores = distance.max(1).values.numpy()
-            scores.setdefault(modality, []).append(image_auroc(labels, image_scores))
+        image_scores = {m: knn_image_scores(bank[m], query[m]) for m in bank}
+        if len(bank) > 1:
+            image_scores["fused"] = fuse_by_zscore_max(image_scores, {m: leave_one_out_scores(bank[m]) for m in bank})
+        for modality, values in image_scores.items():
+            scores.setdefault(modality, []).append(image_auroc(labels, values))
             for defect in sorted(set(kinds) - {"good"}):
                 keep = (kinds == "good") | (kinds == defect)
-                by_defect.setdefault((defect, modality), []).append(image_auroc(labels[keep], image_scores[keep]))
-            row.append(f"{modality} {scores[modality][-1]:.3f}")
-        print(f"{clsname}: {', '.join(row)}")
+                by_defect.setdefault((defect, modality), []).append(image_auroc(labels[keep], values[keep]))
+        print(f"{clsname}: " + ", ".join(f"{m} {v[-1]:.3f}" for m, v in scores.items()))
     for defect in sorted({d for d, _ in by_defect}):
         print(f"{defect} (vs good): " + ", ".join(f"{m} {np.mean(by_defect[defect, m]):.3f}" for m in scores))
     print("mean: " + ", ".join(f"{m} {np.mean(v):.3f}" for m, v in scores.items()))

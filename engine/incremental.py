@@ -22,6 +22,7 @@ from datasets import RGBDDataset, build_loader, read_meta, write_meta
 from engine.checkpoint import IncrementalState, architecture_fingerprint, load_checkpoint, save_checkpoint
 from engine.evaluator import evaluate
 from engine.feature_cache import build_feature_cache, cache_key
+from engine.feature_statistics import fit_feature_standardizer
 from engine.regularizers import Regularizer, build_regularizer
 from engine.results import build_results, read_step_record, step_record, write_results
 from engine.trainer import StepSpec, seed_everything, train_step
@@ -281,6 +282,10 @@ class IncrementalRun:
         train_set, uses_cache = self._maybe_cache(raw_train)
         if val_set is not None and uses_cache:
             val_set, _ = self._maybe_cache(val_set)
+        norm = self.model.feature_norm
+        if norm is not None and not bool(norm.fitted):
+            fit_feature_standardizer(self.model, train_set, self.device, self.cfg["dataset"]["eval_batch_size"],
+                                     uses_cache)
         self.regularizer.begin_step(self.model, step)
         last = step_dir / "last.pth"
         resume_payload = load_checkpoint(last, self.fingerprint) if resume and last.is_file() else None

@@ -1,7 +1,8 @@
 """The IB-IUMAD network (Algorithm 1 of the paper, one forward pass).
 
 ``image``/``depth`` → frozen backbone + neck (MFEN, shared by both modalities) → clean features
-``F_m`` → feature jitter (training only) → ``A_m`` → one reconstruction transformer per modality (MRN),
+``F_m`` (optionally standardised per channel with training-normal statistics, :mod:`models.feature_norm`)
+→ feature jitter (training only) → ``A_m`` → one reconstruction transformer per modality (MRN),
 conditioned on the Mamba decoder's (or ViT's) per-layer features ``M_m^l`` → ``R_m`` → fusion
 (IBFM or naive aggregation) → ``F^g`` → discriminator → anomaly maps and image scores.
 
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from models.backbones.timm_backbone import TimmFeatureExtractor
 from models.classifier import GrowingClassifier
 from models.discriminator import Discriminator
+from models.feature_norm import FeatureStandardizer
 from models.jitter import feature_jitter
 from models.necks.multiscale import MultiScaleConcat
 from models.reconstructions.transformer import ReconstructionTransformer
@@ -43,6 +45,7 @@ class IBIUMAD(nn.Module):
         conditioner: object-aware conditioner (Mamba decoder / ViT) or ``None``.
         jitter_scale: feature-jitter scale (training only).
         jitter_prob: feature-jitter probability per token (training only).
+        feature_norm: per-channel standardisation of the clean features, or ``None`` (the paper's raw features).
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class IBIUMAD(nn.Module):
         conditioner: nn.Module | None = None,
         jitter_scale: float = 20.0,
         jitter_prob: float = 1.0,
+        feature_norm: FeatureStandardizer | None = None,
     ) -> None:
         super().__init__()
         modalities = list(modalities)
@@ -77,6 +81,7 @@ class IBIUMAD(nn.Module):
         self.discriminator = discriminator
         self.jitter_scale = float(jitter_scale)
         self.jitter_prob = float(jitter_prob)
+        self.feature_norm = feature_norm
         self._num_classes = int(num_classes)
         channels = neck.out_channels
         self.channel_splits = {m: (i * channels, (i + 1) * channels) for i, m in enumerate(modalities)}
@@ -113,7 +118,7 @@ class IBIUMAD(nn.Module):
 
     @torch.no_grad()
     def extract_features(self, image: Tensor | None, depth: Tensor | None) -> dict[str, Tensor]:
-        """Clean features of the frozen part (backbone + neck), without gradients.
+        """Raw features of the frozen part (backbone + neck), without gradients (before ``feature_norm``).
 
         Args:
             image: ``(B, 3, S, S)`` RGB image or ``None`` when RGB is not used.
@@ -130,7 +135,8 @@ class IBIUMAD(nn.Module):
         """Everything after the frozen part.
 
         Args:
-            features: modality → clean ``(B, C, h, w)`` features from :meth:`extract_features`.
+            features: modality → raw ``(B, C, h, w)`` features from :meth:`extract_features`; standardised here
+                when the model has a ``feature_norm``.
             image: ``(B, 3, S, S)`` RGB image (input of the conditioner) or ``None``.
             depth: ``(B, 3, S, S)`` depth image or ``None``.
 
@@ -141,6 +147,8 @@ class IBIUMAD(nn.Module):
         missing = [m for m in self.modalities if m not in features]
         if missing:
             raise ValueError(f"features lack modalities {missing}")
+        if self.feature_norm is not None:
+            features = {m: self.feature_norm(m, features[m]) for m in self.modalities}
         conditioned = self.conditioner(images) if self.conditioner is not None else None
         outputs: dict[str, Tensor] = {}
         recons = []
@@ -172,14 +180,15 @@ class IBIUMAD(nn.Module):
         """Full forward pass (or everything after the frozen part when ``features`` are given).
 
         Args:
-            image: ``(B, 3, S, S)`` ImageNet-normalised RGB image, or ``None`` when RGB is not used.
+            image: ``(B, 3, S, S)`` RGB image normalised with the backbone's ``input_mean``/``input_std``, or ``None``.
             depth: ``(B, 3, S, S)`` depth image, or ``None`` when depth is not used. A modality that is
                 not in ``modalities`` is ignored.
             features: cached :meth:`extract_features` output; skips the backbone (used by the trainer's
                 feature cache, and through DDP's wrapper, which only calls ``forward``).
 
         Returns:
-            ``"feature"`` clean features ``(B, C_total, h, w)``; ``"feature_rec"`` ``F^g`` (same shape);
+            ``"feature"`` clean (standardised, with ``feature_norm``) features ``(B, C_total, h, w)``;
+            ``"feature_rec"`` ``F^g`` (same shape);
             ``"logits_<m>"`` ``(B, K)`` conditioner logits (with a conditioner); ``"ib_teacher"``,
             ``"ib_student"`` ``(B, K)`` and ``"ib_temperature"`` 0-d (IB fusion); ``"anomaly_map"``
             ``(B, 1, S, S)``, ``"image_score"`` ``(B,)`` and their per-modality ``"_<m>"`` variants (the maps

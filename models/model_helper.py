@@ -18,6 +18,7 @@ from typing import Any
 
 from torch import nn
 
+from models.feature_norm import FeatureStandardizer
 from models.ib_iumad import IBIUMAD, MODALITIES
 from utils.errors import ConfigError
 
@@ -38,7 +39,8 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "models.discriminator.Discriminator": ("models.discriminator", "Discriminator"),
 }
 
-_MODEL_KEYS = {"modalities", "condition", "fusion", "net", "jitter"}
+_MODEL_KEYS = {"modalities", "condition", "fusion", "net", "jitter", "feature_norm"}
+_FEATURE_NORMS = ("none", "standardize")
 _ENTRY_KEYS = {"name", "type", "kwargs", "prev", "frozen"}
 _JITTER_DEFAULTS = {"scale": 20.0, "prob": 1.0}
 # Roles with a fixed entry name; the conditioner and the fusion are the entries named by the switches.
@@ -189,7 +191,8 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
     """Build the network described by the ``model:`` config section (the config is not modified).
 
     Args:
-        model_cfg: the ``model`` mapping (``modalities``, ``condition``, ``fusion``, ``net``, ``jitter``).
+        model_cfg: the ``model`` mapping (``modalities``, ``condition``, ``fusion``, ``net``, ``jitter``,
+            ``feature_norm``).
         image_size: side ``S`` of the square input images.
         num_classes: number of object classes the class heads start with.
 
@@ -214,6 +217,9 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
     condition = _select(entries, "condition", model_cfg.get("condition", "none"), allow_none=True)
     fusion_name = _select(entries, "fusion", model_cfg.get("fusion"), allow_none=False)
     jitter = _jitter(model_cfg.get("jitter"))
+    feature_norm = model_cfg.get("feature_norm", "none")
+    if feature_norm not in _FEATURE_NORMS:
+        raise ConfigError(f"model.feature_norm: '{feature_norm}' is not one of {list(_FEATURE_NORMS)}")
 
     backbone_entry = entries["backbone"]
     if backbone_entry.get("frozen", True) is not True:
@@ -275,4 +281,5 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
         conditioner=conditioner,
         jitter_scale=jitter["scale"],
         jitter_prob=jitter["prob"],
+        feature_norm=FeatureStandardizer(modalities, neck.out_channels) if feature_norm == "standardize" else None,
     )

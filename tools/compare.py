@@ -6,7 +6,10 @@
 Each cell is an ordinary ``tools/train_val.py`` run (its own process) of the setting with the variant
 file of ``experiments/_base_/variants/`` merged on top, in ``<output>/<variant>/<modality>/``.
 Finished cells are skipped and killed ones resumed, so the command can simply be run again.
-Writes ``comparison.json``, ``comparison.md`` and ``comparison.png`` (per-step curves) in ``<output>``.
+Beside the trained cells, the table has the training-free reference on the same features and data:
+a patch memory bank per class (``benchmarks/knn_probe.py`` over every class of the setting, the
+final step's classes), per modality and fused; I-AUROC only. Writes ``comparison.json``,
+``comparison.md``, ``comparison.png`` (per-step curves) and ``memory_bank.json`` in ``<output>``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--modalities", default="rgb+depth", help="comma list of rgb, depth, rgb+depth")
     parser.add_argument("--output", type=Path, default=None, help="default outputs/compare/<Dataset>/<setting>")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every cell")
+    parser.add_argument("--no-reference", action="store_true", help="leave out the memory-bank rows")
     return parser.parse_args(argv)
 
 
@@ -85,12 +89,32 @@ def run_cell(setting: Path, variant: str, modality: str, folder: Path, opts: lis
     return json.loads((folder / "results.json").read_text())
 
 
+def memory_bank_reference(setting: Path, opts: list[str], record: Path) -> dict[str, float]:
+    """Mean I-AUROC of the per-class patch memory bank over every class of the setting, by map.
+
+    Kept in ``record`` (``memory_bank.json``) with the ``--opts`` it was measured with, and reused from there.
+    """
+    import numpy as np
+
+    from benchmarks import knn_probe
+    from utils.config import load_config
+
+    if record.is_file() and json.loads(record.read_text())["opts"] == opts:
+        return json.loads(record.read_text())["i_auroc"]
+    root = Path(load_config(setting, opts)["dataset"]["root"])
+    print(f"-- memory bank (kNN, no training) on {root}", flush=True)
+    scores = knn_probe.main(["--root", str(root), "--config", str(setting), "--all-steps", "--opts", *opts])
+    reference = {modality: float(np.mean(values)) for modality, values in scores.items()}
+    atomic_write_json(record, {"opts": opts, "i_auroc": reference})
+    return reference
+
+
 def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def comparison_markdown(table: dict[str, dict[str, dict]], setting: str) -> str:
-    """Final-step metrics and forgetting per variant × modality as a markdown table."""
+def comparison_markdown(table: dict[str, dict[str, dict]], setting: str, reference: dict[str, float] | None) -> str:
+    """Final-step metrics and forgetting per variant × modality, and the memory-bank rows, as a markdown table."""
     header = ["variant", "modality", *(f"{c}" for c in COLUMNS), *(f"FM {c}" for c in FM_COLUMNS)]
     lines = [f"Final step of `{setting}` (%, mean over classes; FM = forgetting, lower is better)", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -99,6 +123,9 @@ def comparison_markdown(table: dict[str, dict[str, dict]], setting: str) -> str:
             row = [variant, modality, *(_pct(results["final"].get(c)) for c in COLUMNS),
                    *(_pct(results["forgetting"].get(c)) for c in FM_COLUMNS)]
             lines.append("| " + " | ".join(row) + " |")
+    for modality, value in (reference or {}).items():
+        row = ["memory bank (kNN, no training)", modality, _pct(value), *["–"] * (len(header) - 3)]
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -143,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
                     raise ConfigError(f"unknown modality '{modality}' (use rgb, depth or rgb+depth)")
                 folder = output / variant / modality
                 table.setdefault(variant, {})[modality] = run_cell(setting, variant, modality, folder, args.opts)
+        reference = None
+        if not args.no_reference:
+            reference = memory_bank_reference(setting, args.opts, output / "memory_bank.json")
         atomic_write_json(output / "comparison.json", table)
-        markdown = comparison_markdown(table, str(args.setting))
+        markdown = comparison_markdown(table, str(args.setting), reference)
         atomic_write_text(output / "comparison.md", markdown)
         plot_curves(table, output / "comparison.png")
     except IUMADError as exc:

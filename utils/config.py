@@ -58,6 +58,7 @@ SCHEMA: dict[str, Any] = {
         "condition": (str, "mamba"),
         "fusion": (str, "ib"),
         "jitter": {"scale": (_NUMBER, 20.0), "prob": (_NUMBER, 1.0)},
+        "feature_norm": (str, "none"),
         "net": (list, REQUIRED),
     },
     "criterion": {
@@ -104,6 +105,7 @@ SCHEMA: dict[str, Any] = {
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
+    "model.feature_norm": ("none", "standardize"),
     "trainer.scheduler.type": ("step", "cosine", "constant"),
     "trainer.select": ("last", "val"),
     "trainer.feature_cache": ("auto", "memory", "disk", "off"),

@@ -13,7 +13,7 @@ def _in_unit_interval(values) -> bool:
 
 def test_knn_probe_scores_every_class_and_modality(tiny_meta):
     scores = knn_probe.main(["--root", str(tiny_meta), *OPTS])
-    assert set(scores) == {"rgb", "depth"}
+    assert set(scores) == {"rgb", "depth", "fused"}
     assert all(len(v) == 2 and _in_unit_interval(v) for v in scores.values())
 
 

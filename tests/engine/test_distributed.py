@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +30,9 @@ def launch(nproc: int, *args) -> subprocess.CompletedProcess:
 def runs(tmp_path_factory, tiny_root, make_config):
     folder = tmp_path_factory.mktemp("ddp")
     config = folder / "config.yaml"
-    config.write_text(yaml.safe_dump(make_config(tiny_root, STEPS)))
+    # With the feature standardisation of the Synthetic3D default, so its all-reduced statistics are checked too.
+    config.write_text(yaml.safe_dump({**make_config(tiny_root, STEPS), "model": {
+        **make_config(tiny_root, STEPS)["model"], "feature_norm": "standardize"}}))
     one = launch(1, "--config", config, "--output", folder / "one")
     assert one.returncode == 0, one.stderr[-3000:]
     two = launch(2, "--config", config, "--output", folder / "two")
@@ -47,6 +50,14 @@ def test_two_processes_same_schema_and_close_metrics(runs):
         assert abs(a["final"][key] - b["final"][key]) < 0.35, (key, a["final"][key], b["final"][key])
     log = (two / "train_val.log").read_text()
     assert log.count("final table (step 1)") == 1  # only rank 0 logs and writes
+
+
+def test_feature_standardisation_fitted_over_every_rank_equals_single_process(runs):
+    _, one, two = runs
+    states = [torch.load(out / "step_1" / "ckpt.pth", weights_only=False)["model"] for out in (one, two)]
+    for key in ("feature_norm.mean_rgb", "feature_norm.std_rgb", "feature_norm.mean_depth", "feature_norm.std_depth"):
+        torch.testing.assert_close(states[0][key], states[1][key], rtol=1e-5, atol=1e-6)
+    assert bool(states[0]["feature_norm.fitted"])
 
 
 def test_sharded_evaluation_equals_single_process(runs):

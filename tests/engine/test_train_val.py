@@ -10,7 +10,10 @@ import pytest
 import torch
 import yaml
 
+from datasets import RGBDDataset, read_meta
+from models.model_helper import build_model
 from tools.train_val import main
+from utils.config import load_config
 
 STEPS = [["ball", "box"], ["cone"], ["ring"]]
 METRIC_KEYS = {"i_auroc", "p_auroc", "aupro_30", "aupro_01"}
@@ -152,3 +155,26 @@ def test_resume_from_a_partial_step_of_other_classes_is_refused(full_run, tmp_pa
     (copy / "step_1" / "ckpt.pth").unlink()
     assert run("--config", config, "--output", copy, "--step", 1, "--resume") == 2
     assert "was training classes ['ball', 'box', 'ring'], but step 1 of this config gives" in capsys.readouterr().err
+
+
+def test_feature_standardisation_fitted_on_base_step_normals_and_kept(tmp_path, tiny_root, make_config):
+    cfg = make_config(tiny_root, [["ball", "box"], ["cone"]])
+    cfg["model"]["feature_norm"] = "standardize"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    assert run("--config", config, "--output", tmp_path / "out") == 0
+    states = [torch.load(tmp_path / "out" / f"step_{k}" / "ckpt.pth", weights_only=False)["model"] for k in (0, 1)]
+    assert bool(states[0]["feature_norm.fitted"])
+    resolved = load_config(config)
+    torch.manual_seed(resolved["seed"])  # the run's backbone (random init) is built right after this seed
+    model = build_model(resolved["model"], 64, 2).eval()
+    records = [r for r in read_meta(tiny_root / "train.jsonl") if r["clsname"] in ("ball", "box")]
+    dataset = RGBDDataset(tiny_root, records, {"ball": 0, "box": 1}, 64, model.backbone.input_mean,
+                          model.backbone.input_std)
+    items = [dataset[i] for i in range(len(dataset))]
+    images, depths = torch.stack([x["image"] for x in items]), torch.stack([x["depth"] for x in items])
+    features = model.extract_features(images, depths)
+    for modality, feature in features.items():
+        expected = feature.transpose(0, 1).flatten(1).mean(1)
+        torch.testing.assert_close(states[0][f"feature_norm.mean_{modality}"], expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(states[1][f"feature_norm.mean_{modality}"], expected, rtol=1e-4, atol=1e-5)

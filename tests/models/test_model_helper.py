@@ -130,6 +130,7 @@ def _drop_entry(name):
         (_set("modalities", []), "non-empty"),
         (_set("jitter", {"scale": 1.0, "probability": 1.0}), "model.jitter: unknown keys \\['probability'\\]"),
         (_set("fuson", "ib"), "model: unknown keys \\['fuson'\\]"),
+        (_set("feature_norm", "zscore"), "model.feature_norm: 'zscore' is not one of \\['none', 'standardize'\\]"),
         (_drop_entry("discriminator"), "lacks the entries \\['discriminator'\\]"),
     ],
 )
@@ -138,6 +139,17 @@ def test_build_model_config_errors(model_cfg, edit, match):
     edit(cfg)
     with pytest.raises(ConfigError, match=match):
         build_model(cfg, image_size=64, num_classes=3)
+
+
+@pytest.mark.parametrize(("feature_norm", "built"), [("none", False), ("standardize", True)])
+def test_build_model_feature_norm_switch(model_cfg, feature_norm, built):
+    cfg = model_cfg()
+    cfg["feature_norm"] = feature_norm
+    model = build_model(cfg, image_size=64, num_classes=3)
+    assert (model.feature_norm is not None) is built
+    if built:
+        assert model.feature_norm.modalities == model.modalities and not bool(model.feature_norm.fitted)
+        assert model.feature_norm.mean_rgb.shape == (model.neck.out_channels,)
 
 
 def test_build_model_rejects_image_size_not_multiple_of_stride(model_cfg):

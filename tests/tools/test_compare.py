@@ -21,12 +21,16 @@ def test_compare_grid_writes_tables_and_skips_finished(tmp_path, tiny_root, make
     assert "depth.i_auroc" in table["ib_iumad"]["rgb+depth"]["final"]
     markdown = (tmp_path / "grid" / "comparison.md").read_text()
     assert markdown.count("| uniad |") == 2 and "FM i_auroc" in markdown
+    bank_rows = [line for line in markdown.splitlines() if line.startswith("| memory bank (kNN, no training) |")]
+    assert [row.split(" | ")[1] for row in bank_rows] == ["rgb", "depth", "fused"]
+    assert json.loads((tmp_path / "grid" / "memory_bank.json").read_text())["opts"] == []
     assert (tmp_path / "grid" / "comparison.png").stat().st_size > 1000
     saved = yaml.safe_load((tmp_path / "grid" / "uniad" / "rgb" / "config.yaml").read_text())
     assert saved["model"]["condition"] == "none" and saved["model"]["fusion"] == "sum"
     capsys.readouterr()
     assert main(argv) == 0  # second run: every cell is finished, nothing is trained again
-    assert "==" not in capsys.readouterr().out
+    second = capsys.readouterr().out
+    assert "==" not in second and "-- memory bank" not in second and "| memory bank (kNN" in second
 
 
 def test_compare_unknown_variant_is_clear_error(tmp_path, tiny_root, make_config, capsys):
