@@ -19,13 +19,12 @@ the splits (e.g. ``calibration``) are ignored. Hidden entries (starting with ``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 
 from utils.errors import DataError
-from utils.fileio import atomic_write_text
+from utils.fileio import atomic_write_text, file_digest
 
 __all__ = ["TRAIN_SPLITS", "TEST_SPLIT", "GOOD", "build_meta", "write_meta", "read_meta", "scan_class"]
 
@@ -125,18 +124,10 @@ def scan_class(root: Path, class_dir: Path) -> tuple[list[dict], list[dict]]:
     return train, test
 
 
-def _sha1(path: Path) -> str:
-    digest = hashlib.sha1()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_no_leak(root: Path, train: list[dict], test: list[dict]) -> None:
-    train_hashes = {_sha1(root / rec["filename"]): rec["filename"] for rec in train}
+    train_hashes = {file_digest(root / rec["filename"], "sha1"): rec["filename"] for rec in train}
     for rec in test:
-        digest = _sha1(root / rec["filename"])
+        digest = file_digest(root / rec["filename"], "sha1")
         if digest in train_hashes:
             raise DataError(
                 f"test image {root / rec['filename']} has the same content as training image "

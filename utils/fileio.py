@@ -7,6 +7,7 @@ atomic on POSIX and Windows when both paths are on the same file system.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "to_jsonable"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "file_digest", "to_jsonable"]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -129,3 +130,12 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int = 2) -
     """
     text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n"
     return atomic_write_text(path, text)
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest of a file's bytes with a :mod:`hashlib` algorithm (``"sha1"``, ``"sha256"``), read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -17,7 +17,6 @@ file, checks its SHA-256 and renames every key to timm's by an explicit rule:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import re
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ import torch
 from torch import Tensor
 
 from utils.errors import CheckpointError, WeightsUnavailableError
+from utils.fileio import file_digest
 
 __all__ = ["PACKAGED_WEIGHTS", "PackagedWeights", "efficientnet_pytorch_to_timm", "load_packaged_state_dict"]
 
@@ -130,14 +130,6 @@ def packaged_weights_file(model_name: str) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_packaged_state_dict(
     model_name: str, stage_depths: Sequence[int], path: Path | None = None
 ) -> dict[str, Tensor]:
@@ -154,7 +146,7 @@ def load_packaged_state_dict(
     """
     entry = PACKAGED_WEIGHTS[model_name]
     path = packaged_weights_file(model_name) if path is None else Path(path)
-    found = _sha256(path)
+    found = file_digest(path, "sha256")
     if found != entry.sha256:
         raise CheckpointError(
             f"packaged weights file '{path}' of '{model_name}' is corrupt or replaced: SHA-256 {found}, expected "

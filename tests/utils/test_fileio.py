@@ -1,5 +1,6 @@
 """Tests of utils/fileio.py: atomic writes and strict JSON."""
 
+import hashlib
 import json
 import os
 import stat
@@ -7,7 +8,7 @@ import stat
 import numpy as np
 import pytest
 
-from utils.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, to_jsonable
+from utils.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, file_digest, to_jsonable
 
 
 def _leftovers(folder):
@@ -92,3 +93,11 @@ def test_atomic_write_json_is_strict_json(tmp_path):
 def test_to_jsonable_rejects(obj, match):
     with pytest.raises(ValueError, match=match):
         to_jsonable(obj)
+
+
+@pytest.mark.parametrize("algorithm", ["sha1", "sha256"])
+def test_file_digest_equals_hashlib_of_the_bytes(tmp_path, algorithm):
+    data = bytes(range(256)) * 5000  # more than one 1 MiB block
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    assert file_digest(path, algorithm) == hashlib.new(algorithm, data).hexdigest()
