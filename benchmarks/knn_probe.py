@@ -35,7 +35,7 @@ def _features(model, root: Path, records: list[dict], clsname: str, size: int):
     own = [r for r in records if r["clsname"] == clsname]
     dataset = RGBDDataset(root, own, {clsname: 0}, size, model.backbone.input_mean, model.backbone.input_std)
     feats: dict[str, list[torch.Tensor]] = {}
-    labels, kinds = [], [r["label_name"] for r in records if r["clsname"] == clsname]
+    labels, kinds = [], [r["label_name"] for r in own]
     for i in range(len(dataset)):
         sample = dataset[i]
         for modality, f in model.extract_features(sample["image"][None], sample["depth"][None]).items():
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
         bank, _, _ = _features(model, args.root, train, clsname, size)
         query, labels, kinds = _features(model, args.root, test, clsname, size)
         image_scores = {m: knn_image_scores(bank[m], query[m]) for m in bank}
-        if len(bank) > 1:
+        if len(bank) > 1:  # more than one modality
             image_scores["fused"] = fuse_by_zscore_max(image_scores, {m: leave_one_out_scores(bank[m]) for m in bank})
         for modality, values in image_scores.items():
             scores.setdefault(modality, []).append(image_auroc(labels, values))

@@ -25,7 +25,9 @@ LOGGER = logging.getLogger(__name__)
 def fit_feature_standardizer(
     model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int, uses_cache: bool
 ) -> None:
-    """Set ``model.feature_norm``'s statistics from the raw features of ``dataset`` (no-op without one).
+    """Set ``model.feature_norm``'s statistics from the raw features of ``dataset``.
+
+    A no-op when the model has no ``feature_norm`` or it is already fitted (a later step, a loaded checkpoint).
 
     Args:
         model: the (unwrapped) IB-IUMAD model.
@@ -35,29 +37,31 @@ def fit_feature_standardizer(
         uses_cache: whether ``dataset`` items carry cached backbone features.
     """
     standardizer = model.feature_norm
-    if standardizer is None:
+    if standardizer is None or bool(standardizer.fitted):
         return
     rank, world = get_rank(), get_world_size()
     loader = build_loader(Subset(dataset, list(range(rank, len(dataset), world))), batch_size, 0, False, seed=0)
-    sums: dict[str, torch.Tensor] = {}
-    squares: dict[str, torch.Tensor] = {}
+    # Zeros of the right size on every rank, so ranks with an empty shard still take part in the all-reduce.
+    sums = {m: torch.zeros(standardizer.channels, dtype=torch.float64, device=device) for m in standardizer.modalities}
+    squares = {m: torch.zeros_like(sums[m]) for m in standardizer.modalities}
     count = torch.zeros(1, dtype=torch.float64, device=device)
     for batch in loader:
         if uses_cache:
             features = {m: f.to(device) for m, f in batch["features"].items()}
         else:
             features = model.extract_features(batch["image"].to(device), batch["depth"].to(device))
-        for modality, feature in features.items():
-            flat = feature.double().transpose(0, 1).flatten(1)  # B×C×h×w -> C×(B·h·w)
-            sums[modality] = sums.get(modality, 0) + flat.sum(1)
-            squares[modality] = squares.get(modality, 0) + (flat**2).sum(1)
+        for modality in standardizer.modalities:
+            flat = features[modality].double().transpose(0, 1).flatten(1)  # B×C×h×w -> C×(B·h·w)
+            sums[modality] += flat.sum(1)
+            squares[modality] += (flat**2).sum(1)
         count += flat.shape[1]
     if world > 1:
         for tensor in [count, *sums.values(), *squares.values()]:
             torch.distributed.all_reduce(tensor)
     standardizer.fit(sums, squares, int(count.item()))
-    LOGGER.info(
-        "feature standardisation fitted on %d feature vectors: mean std %s",
-        int(count.item()),
-        ", ".join(f"{m} {float(getattr(standardizer, f'std_{m}').mean()):.3g}" for m in standardizer.modalities),
-    )
+    ranges = []
+    for modality in standardizer.modalities:
+        std = getattr(standardizer, f"std_{modality}")
+        ranges.append(f"{modality} {float(std.min()):.3g}-{float(std.max()):.3g} (mean {float(std.mean()):.3g})")
+    LOGGER.info("feature standardisation fitted on %d feature vectors: channel std %s", int(count.item()),
+                ", ".join(ranges))

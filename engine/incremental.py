@@ -282,10 +282,7 @@ class IncrementalRun:
         train_set, uses_cache = self._maybe_cache(raw_train)
         if val_set is not None and uses_cache:
             val_set, _ = self._maybe_cache(val_set)
-        norm = self.model.feature_norm
-        if norm is not None and not bool(norm.fitted):
-            fit_feature_standardizer(self.model, train_set, self.device, self.cfg["dataset"]["eval_batch_size"],
-                                     uses_cache)
+        fit_feature_standardizer(self.model, train_set, self.device, self.cfg["dataset"]["eval_batch_size"], uses_cache)
         self.regularizer.begin_step(self.model, step)
         last = step_dir / "last.pth"
         resume_payload = load_checkpoint(last, self.fingerprint) if resume and last.is_file() else None

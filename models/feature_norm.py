@@ -36,6 +36,7 @@ class FeatureStandardizer(nn.Module):
     def __init__(self, modalities: Sequence[str], channels: int, min_std_fraction: float = 0.05) -> None:
         super().__init__()
         self.modalities = list(modalities)
+        self.channels = int(channels)
         self.min_std_fraction = float(min_std_fraction)
         for modality in self.modalities:
             self.register_buffer(f"mean_{modality}", torch.zeros(channels))

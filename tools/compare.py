@@ -99,8 +99,9 @@ def memory_bank_reference(setting: Path, opts: list[str], record: Path) -> dict[
     from benchmarks import knn_probe
     from utils.config import load_config
 
-    if record.is_file() and json.loads(record.read_text())["opts"] == opts:
-        return json.loads(record.read_text())["i_auroc"]
+    saved = json.loads(record.read_text()) if record.is_file() else None
+    if saved is not None and saved["opts"] == opts:
+        return saved["i_auroc"]
     root = Path(load_config(setting, opts)["dataset"]["root"])
     print(f"-- memory bank (kNN, no training) on {root}", flush=True)
     scores = knn_probe.main(["--root", str(root), "--config", str(setting), "--all-steps", "--opts", *opts])
