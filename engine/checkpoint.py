@@ -12,6 +12,7 @@ import errno
 import hashlib
 import io
 import json
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,19 +40,27 @@ class IncrementalState:
     Attributes:
         classes: every class learned so far, in classifier order.
         regularizer: the regularizer's own state (e.g. gradient-projection bases per layer).
+        normal_scores: class → statistics of its held-out training normals' image scores, taken at the
+            end of the step that learned it (:mod:`engine.calibration`; empty in checkpoints written
+            before thresholds existed, or with ``trainer.val_fraction: 0``).
     """
 
     classes: list[str] = field(default_factory=list)
     regularizer: dict[str, Any] = field(default_factory=dict)
+    normal_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form for ``torch.save``."""
-        return {"classes": list(self.classes), "regularizer": self.regularizer}
+        return {"classes": list(self.classes), "regularizer": self.regularizer, "normal_scores": self.normal_scores}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IncrementalState:
         """Inverse of :meth:`to_dict`."""
-        return cls(classes=list(data["classes"]), regularizer=dict(data.get("regularizer", {})))
+        return cls(
+            classes=list(data["classes"]),
+            regularizer=dict(data.get("regularizer", {})),
+            normal_scores=dict(data.get("normal_scores", {})),
+        )
 
 
 _NOT_ARCHITECTURE = {"pretrained", "checkpoint_path", "dropout"}  # where weights come from; training-only
@@ -88,8 +97,17 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         raise CheckpointError(f"cannot write checkpoint {path}: {reason}; the previous file is kept") from None
 
 
+def _blocked_global(exc: Exception) -> str | None:
+    """The line of torch's weights-only refusal that names the blocked class or function, or None if none does."""
+    lines = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]
+    return lines[0].rstrip(".") if lines else None
+
+
 def load_checkpoint(path: Path, fingerprint: str | None = None, hint: str = "") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` onto the CPU and check where it came from.
+
+    Only tensors and plain containers are unpickled (``weights_only=True``): a checkpoint is a pickle,
+    and a shared file that asks for anything else (which could run code) is refused, not loaded.
 
     Args:
         path: the ``.pth`` file.
@@ -101,8 +119,16 @@ def load_checkpoint(path: Path, fingerprint: str | None = None, hint: str = "") 
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}" + (f". {hint}" if hint else ""))
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        blocked = _blocked_global(exc)
+        if blocked is None:  # not a pickle at all, or a truncated one
+            raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"refusing checkpoint {path}: it holds objects other than tensors and plain containers, which "
+            f"could run code when loaded ({blocked}); only load checkpoints written by this project"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any other unpickling failure means the same thing to the user
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
     if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path} is not an IB-IUMAD checkpoint of version {CHECKPOINT_VERSION}")

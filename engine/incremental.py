@@ -19,8 +19,9 @@ import torch
 import yaml
 
 from datasets import RGBDDataset, build_loader, read_meta, write_meta
+from engine.calibration import normal_score_statistics
 from engine.checkpoint import IncrementalState, architecture_fingerprint, load_checkpoint, save_checkpoint
-from engine.evaluator import evaluate
+from engine.evaluator import evaluate, score_dataset
 from engine.feature_cache import build_feature_cache, cache_key
 from engine.feature_statistics import fit_feature_standardizer
 from engine.regularizers import Regularizer, build_regularizer
@@ -136,20 +137,25 @@ class IncrementalRun:
         )
 
     def _split_train_val(self, records: list[dict], classes: list[str], step: int) -> tuple[list[dict], list[dict]]:
-        """Held-out training normals per class for ``trainer.select: val`` (never test images)."""
+        """Held-out training normals per class (``trainer.val_fraction``; they never train, and never are test images).
+
+        They calibrate the decision thresholds (:mod:`engine.calibration`) and, with ``trainer.select: val``,
+        choose the epoch. A class with a single training image keeps it for training.
+        """
         rng = random.Random(self.cfg["seed"] + step)
         train, val = [], []
         for name in classes:
             own = [r for r in records if r["clsname"] == name]
             rng.shuffle(own)
-            n_val = max(1, round(len(own) * self.cfg["trainer"]["val_fraction"])) if len(own) > 1 else 0
+            fraction = self.cfg["trainer"]["val_fraction"]
+            n_val = max(1, round(len(own) * fraction)) if len(own) > 1 and fraction > 0 else 0
             val.extend(own[:n_val])
             train.extend(own[n_val:])
         return train, val
 
     # ---------------------------------------------------------- checkpoints
     def _payload(self, step: int) -> dict[str, Any]:
-        state = IncrementalState(self.state.classes, self.regularizer.state_dict())
+        state = IncrementalState(self.state.classes, self.regularizer.state_dict(), self.state.normal_scores)
         return {"fingerprint": self.fingerprint, "step": step, "state": state.to_dict(), "config": self.cfg}
 
     def _load_step(self, step: int) -> None:
@@ -274,14 +280,14 @@ class IncrementalRun:
         tcfg = self.cfg["trainer"]
         class_ids = {c: self.state.classes.index(c) for c in self.steps[step]}
         records = [r for r in self.train_records if r["clsname"] in class_ids]
-        val_set = None
-        if tcfg["select"] == "val":
-            records, val_records = self._split_train_val(records, self.steps[step], step)
-            val_set = self._dataset(val_records, class_ids)
+        records, val_records = self._split_train_val(records, self.steps[step], step)
+        held_out_ids = {r["clsname"]: class_ids[r["clsname"]] for r in val_records}
+        held_out = self._dataset(val_records, held_out_ids) if val_records else None
         raw_train = self._dataset(records, class_ids)
         train_set, uses_cache = self._maybe_cache(raw_train)
-        if val_set is not None and uses_cache:
-            val_set, _ = self._maybe_cache(val_set)
+        val_set = None
+        if tcfg["select"] == "val" and held_out is not None:
+            val_set = self._maybe_cache(held_out)[0] if uses_cache else held_out
         fit_feature_standardizer(self.model, train_set, self.device, self.cfg["dataset"]["eval_batch_size"], uses_cache)
         self.regularizer.begin_step(self.model, step)
         last = step_dir / "last.pth"
@@ -299,6 +305,10 @@ class IncrementalRun:
                    resume_payload, lambda: self._payload(step))
         loader = build_loader(raw_train, self.cfg["dataset"]["eval_batch_size"], 0, shuffle=False, seed=0)
         self.regularizer.end_step(self.model, loader, self.device)
+        if held_out is not None:
+            records = score_dataset(self.model, held_out, self.device, self.cfg["dataset"]["eval_batch_size"])
+            self.state.normal_scores.update(normal_score_statistics(records))
+            LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
         if is_main_process():
             save_checkpoint(_ckpt(self.output, step), {**self._payload(step), "model": self.model.state_dict()})
             last.unlink(missing_ok=True)

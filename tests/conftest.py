@@ -63,3 +63,24 @@ def write_config(tmp_path: Path, tiny_root: Path):
         return path
 
     return write
+
+
+class _CreatesFile:
+    """Pickled, it asks the loader to call ``pathlib.Path.touch(marker)``: what a crafted checkpoint could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.fixture()
+def crafted_checkpoint():
+    """``(path, marker) -> None``: write a checkpoint-like pickle that creates ``marker`` when unpickled freely."""
+    import torch
+
+    def write(path: Path, marker: Path) -> None:
+        torch.save({"version": 1, "fingerprint": "x", "model": {}, "payload": _CreatesFile(marker)}, path)
+
+    return write

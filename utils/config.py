@@ -295,6 +295,8 @@ def _validate_section(cfg: Mapping, schema: Mapping, prefix: str) -> dict:
 def validate_config(cfg: Mapping) -> dict:
     """Check ``cfg`` against :data:`SCHEMA`; return a new dict with defaults filled in."""
     out = _validate_section(cfg, SCHEMA, "")
+    if out["trainer"]["select"] == "val" and out["trainer"]["val_fraction"] == 0:
+        raise ConfigError("trainer.select: val needs held-out training normals: set trainer.val_fraction above 0")
     steps = out["incremental"]["steps"]
     if not steps or not all(isinstance(s, Mapping) and isinstance(s.get("classes"), list) for s in steps):
         raise ConfigError("config key 'incremental.steps': expected a list of {classes: [...]} entries")

@@ -157,9 +157,42 @@ def test_resume_from_a_partial_step_of_other_classes_is_refused(full_run, tmp_pa
     assert "was training classes ['ball', 'box', 'ring'], but step 1 of this config gives" in capsys.readouterr().err
 
 
+def test_each_step_stores_held_out_normal_scores(full_run):
+    _, out = full_run
+    learned: list[str] = []
+    for step, classes in enumerate(STEPS):
+        learned += classes
+        state = torch.load(out / f"step_{step}" / "ckpt.pth", weights_only=True)["state"]
+        assert sorted(state["normal_scores"]) == sorted(learned)  # earlier classes keep their statistics
+        for name in classes:
+            stats = state["normal_scores"][name]
+            assert stats["n"] == 1  # 10 % of 8 training normals, rounded, at least one
+            assert stats["scores"] == sorted(stats["scores"]) and math.isfinite(stats["mean"])
+
+
+@pytest.mark.parametrize(
+    ("target", "args"),
+    [("step_2/ckpt.pth", ["--evaluate"]), ("step_2/last.pth", ["--step", "2", "--resume"])],
+)
+def test_crafted_checkpoint_is_refused_and_runs_nothing(full_run, tmp_path, crafted_checkpoint, capsys, target, args):
+    config, out = full_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    if target.endswith("last.pth"):
+        (copy / "step_2" / "ckpt.pth").unlink()
+        (copy / "step_2" / "metrics.json").unlink()
+    marker = tmp_path / "created_by_the_pickle"
+    crafted_checkpoint(copy / target, marker)
+    assert run("--config", config, "--output", copy, *args) == 2
+    err = capsys.readouterr().err
+    assert f"refusing checkpoint {copy / target}" in err and "GLOBAL" in err
+    assert not marker.exists()
+
+
 def test_feature_standardisation_fitted_on_base_step_normals_and_kept(tmp_path, tiny_root, make_config):
     cfg = make_config(tiny_root, [["ball", "box"], ["cone"]])
     cfg["model"]["feature_norm"] = "standardize"
+    cfg["trainer"]["val_fraction"] = 0  # every training normal trains (none held out for thresholds)
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
     assert run("--config", config, "--output", tmp_path / "out") == 0
