@@ -21,7 +21,7 @@ from datasets.depth import xyz_to_depth
 from datasets.io import read_mask, read_rgb, read_xyz
 from utils.errors import DataError
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RGBDDataset", "normalize_image"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RGBDDataset", "model_inputs", "normalize_image", "read_rgbd_pair"]
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -34,6 +34,52 @@ def normalize_image(
     mean, std = np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
     chw = ((image.astype(np.float32) - mean) / std).transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(chw))
+
+
+def _resize(array: np.ndarray, size: int, interpolation: int) -> np.ndarray:
+    if array.shape[:2] == (size, size):
+        return array
+    return cv2.resize(array, (size, size), interpolation=interpolation)
+
+
+def read_rgbd_pair(rgb_path: Path, xyz_path: Path | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read one sample's files: ``(H, W, 3)`` uint8 RGB and ``(H, W, 3)`` float32 xyz (``None`` without a path).
+
+    Raises:
+        DataError: a file is missing or broken (:mod:`datasets.io`), or the two sizes differ.
+    """
+    rgb = read_rgb(rgb_path)
+    if xyz_path is None:
+        return rgb, None
+    xyz = read_xyz(xyz_path)
+    if xyz.shape[:2] != rgb.shape[:2]:
+        raise DataError(f"xyz size {xyz.shape[:2]} of {xyz_path} differs from rgb size {rgb.shape[:2]} of {rgb_path}")
+    return rgb, xyz
+
+
+def model_inputs(
+    rgb: np.ndarray,
+    xyz: np.ndarray | None,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    xyz_path: Path | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The model's two inputs of one sample, as in training: ``(3, S, S)`` RGB and depth images, normalised.
+
+    RGB is resized bilinearly; the cloud with nearest neighbour before the depth image is built.
+
+    Raises:
+        DataError: the cloud has no valid point (named by ``xyz_path``).
+    """
+    image = normalize_image(_resize(rgb, image_size, cv2.INTER_LINEAR).astype(np.float32) / 255.0, mean, std)
+    if xyz is None:
+        return image, None
+    try:
+        depth = xyz_to_depth(_resize(xyz, image_size, cv2.INTER_NEAREST))
+    except ValueError as exc:
+        raise DataError(f"{exc}: {xyz_path}") from exc
+    return image, normalize_image(np.repeat(depth[:, :, None], 3, axis=2), mean, std)
 
 
 class RGBDDataset(Dataset):
@@ -84,21 +130,10 @@ class RGBDDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _resize(self, array: np.ndarray, interpolation: int) -> np.ndarray:
-        size = self.image_size
-        if array.shape[:2] == (size, size):
-            return array
-        return cv2.resize(array, (size, size), interpolation=interpolation)
-
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
         rgb_path, xyz_path = self.root / record["filename"], self.root / record["xyzname"]
-        rgb = read_rgb(rgb_path)
-        xyz = read_xyz(xyz_path)
-        if xyz.shape[:2] != rgb.shape[:2]:
-            raise DataError(
-                f"xyz size {xyz.shape[:2]} of {xyz_path} differs from rgb size {rgb.shape[:2]} of {rgb_path}"
-            )
+        rgb, xyz = read_rgbd_pair(rgb_path, xyz_path)
         mask_name = record.get("maskname")
         if mask_name:
             mask_path = self.root / mask_name
@@ -107,17 +142,13 @@ class RGBDDataset(Dataset):
                 raise DataError(
                     f"mask size {mask.shape} of {mask_path} differs from rgb size {rgb.shape[:2]} of {rgb_path}"
                 )
-            mask = self._resize(mask.astype(np.uint8), cv2.INTER_NEAREST)
+            mask = _resize(mask.astype(np.uint8), self.image_size, cv2.INTER_NEAREST)
         else:
             mask = np.zeros((self.image_size, self.image_size), dtype=np.uint8)
-        image = self._resize(rgb, cv2.INTER_LINEAR).astype(np.float32) / 255.0
-        try:
-            depth = xyz_to_depth(self._resize(xyz, cv2.INTER_NEAREST))
-        except ValueError as exc:
-            raise DataError(f"{exc}: {xyz_path}") from exc
+        image, depth = model_inputs(rgb, xyz, self.image_size, self.mean, self.std, xyz_path)
         return {
-            "image": normalize_image(image, self.mean, self.std),
-            "depth": normalize_image(np.repeat(depth[:, :, None], 3, axis=2), self.mean, self.std),
+            "image": image,
+            "depth": depth,
             "mask": torch.from_numpy(mask[None].astype(np.float32)),
             "label": int(record["label"]),
             "clsname": record["clsname"],

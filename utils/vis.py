@@ -1,6 +1,8 @@
-"""Anomaly-map pictures of the evaluation (DESIGN.md §6): one PNG per test sample, RGB | depth | GT | map.
+"""Anomaly-map pictures: the evaluation's figures and the prediction overlays.
 
-Drawn with OpenCV only and written atomically through :mod:`utils.fileio`.
+The evaluation (DESIGN.md §6) writes one PNG per test sample, RGB | depth | GT | map; ``tools/predict.py``
+writes heat map over RGB | depth, with the decision in the corner. Drawn with OpenCV only; the figures
+are written atomically through :mod:`utils.fileio`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from utils.fileio import atomic_write_bytes
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "denormalize_image", "save_anomaly_figure"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "denormalize_image", "prediction_overlay", "save_anomaly_figure"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -159,3 +161,47 @@ def save_anomaly_figure(
         raise ValueError(f"save_anomaly_figure: OpenCV could not encode a PNG of shape {canvas.shape}")
     LOGGER.debug("writing anomaly figure %s", target)
     return atomic_write_bytes(target, encoded.tobytes())
+
+
+def _corner_label(image: np.ndarray, text: str, colour: tuple[int, int, int]) -> None:
+    """Draw ``text`` on a filled black box in the top-left corner of a BGR ``image`` (in place)."""
+    ascii_text = text.encode("ascii", "replace").decode("ascii")
+    scale = max(0.4, image.shape[1] / 640)
+    (width, height), base = cv2.getTextSize(ascii_text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.rectangle(image, (0, 0), (width + 8, height + base + 8), (0, 0, 0), thickness=-1)
+    cv2.putText(image, ascii_text, (4, height + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+
+def prediction_overlay(rgb: Any, depth: Any | None, amap: Any, label: str, anomalous: bool, vmax: float) -> bytes:
+    """PNG bytes of one prediction: the heat map over the RGB image, the depth image beside it.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB image at the input's resolution.
+        depth: (h, w) float depth image (resized to (H, W), nearest) or ``None`` for an RGB-only model.
+        amap: (H, W) float anomaly map at the input's resolution.
+        label: text drawn in the top-left corner (decision and score), red when ``anomalous``, green otherwise.
+        anomalous: the decision.
+        vmax: map value drawn as the hottest colour (0 is the coldest); e.g. twice the threshold.
+
+    Raises:
+        ValueError: wrong shapes, or ``vmax`` not positive.
+    """
+    rgb_arr, map_arr = _to_numpy(rgb), _to_numpy(amap).astype(np.float64)
+    if rgb_arr.ndim != 3 or rgb_arr.shape[2] != 3 or rgb_arr.dtype != np.uint8:
+        raise ValueError(f"rgb: expected an (H, W, 3) uint8 image, found shape {rgb_arr.shape} dtype {rgb_arr.dtype}")
+    height, width = rgb_arr.shape[:2]
+    if map_arr.shape != (height, width):
+        raise ValueError(f"amap: expected shape ({height}, {width}) like rgb, found {map_arr.shape}")
+    if not vmax > 0:
+        raise ValueError(f"vmax must be positive, found {vmax}")
+    bgr = np.ascontiguousarray(rgb_arr[:, :, ::-1])
+    heat = cv2.applyColorMap(_scale_to_uint8(map_arr, 0.0, vmax), cv2.COLORMAP_JET)
+    panels = [cv2.addWeighted(bgr, 1.0 - _OVERLAY_ALPHA, heat, _OVERLAY_ALPHA, 0.0)]
+    if depth is not None:
+        depth_arr = cv2.resize(_to_numpy(depth).astype(np.float32), (width, height), interpolation=cv2.INTER_NEAREST)
+        panels += [np.full((height, _GAP, 3), 255, dtype=np.uint8), _depth_panel(depth_arr, height, width)]
+    _corner_label(panels[0], label, (0, 0, 255) if anomalous else (0, 200, 0))
+    ok, encoded = cv2.imencode(".png", np.concatenate(panels, axis=1))
+    if not ok:
+        raise ValueError("prediction_overlay: OpenCV could not encode the PNG")
+    return encoded.tobytes()

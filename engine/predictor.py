@@ -1,0 +1,262 @@
+"""A trained run applied to new scans: load a finished step, score inputs, decide per input.
+
+The run folder's ``config.yaml`` rebuilds the network; the step's ``ckpt.pth`` is checked against it
+(:func:`engine.checkpoint.load_checkpoint`, weights only) and gives the weights, the classes and the
+held-out normal scores of every class (:mod:`engine.calibration`). The backbone is built without
+pretrained weights: the checkpoint holds them, so no hub and no weight package is needed.
+
+No class label is needed: the predicted class is the object classifier's (the conditioners' heads,
+softmax averaged over the modalities; IB fusion's teacher head without a conditioner), and it picks
+the threshold of that class.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from datasets.rgbd_dataset import model_inputs, read_rgbd_pair
+from datasets.scan_folder import ScanInput
+from engine.calibration import class_threshold
+from engine.checkpoint import architecture_fingerprint, load_checkpoint
+from engine.prediction_report import PredictionReport
+from models.classifier import GrowingClassifier
+from models.ib_iumad import IBIUMAD
+from models.model_helper import build_model
+from utils.config import load_config
+from utils.errors import CheckpointError, ConfigError, DataError
+from utils.vis import prediction_overlay
+
+__all__ = ["TrainedRun", "load_trained_run", "check_thresholds", "score_batch", "decide", "predict_scans"]
+
+
+@dataclass
+class TrainedRun:
+    """A finished step of a run, ready to predict.
+
+    Attributes:
+        model: the network in eval mode on its device.
+        cfg: the run's resolved config.
+        step: the step loaded.
+        classes: class names in classifier order.
+        normal_scores: class → held-out normal score statistics (empty for checkpoints written before them).
+        checkpoint: the loaded file.
+    """
+
+    model: IBIUMAD
+    cfg: dict
+    step: int
+    classes: list[str]
+    normal_scores: dict[str, dict[str, Any]]
+    checkpoint: Path
+
+    @property
+    def uses_depth(self) -> bool:
+        """Whether the model needs the point cloud."""
+        return "depth" in self.model.modalities
+
+
+def _offline_model_cfg(model_cfg: dict) -> dict:
+    """The model section with the backbone built from scratch (its weights come from the checkpoint)."""
+    model_cfg = copy.deepcopy(model_cfg)
+    for entry in model_cfg["net"]:
+        if entry.get("name") == "backbone":
+            kwargs = entry.setdefault("kwargs", {})
+            kwargs["pretrained"] = False
+            kwargs.pop("checkpoint_path", None)
+    return model_cfg
+
+
+def _step_to_load(run_dir: Path, cfg: dict, step: int | None) -> int:
+    count = len(cfg["incremental"]["steps"])
+    finished = [k for k in range(count) if (run_dir / f"step_{k}" / "ckpt.pth").is_file()]
+    if step is None:
+        if not finished:
+            raise CheckpointError(f"{run_dir} holds no finished step (no step_K/ckpt.pth); train it first")
+        return finished[-1]
+    if step not in finished:
+        raise CheckpointError(f"--step {step}: {run_dir / f'step_{step}' / 'ckpt.pth'} does not exist "
+                              f"(finished steps: {finished or 'none'})")
+    return step
+
+
+def load_trained_run(run_dir: str | Path, step: int | None, device: torch.device) -> TrainedRun:
+    """Rebuild the model of ``run_dir`` and load its step ``step`` (default: the last finished step).
+
+    Raises:
+        ConfigError: the folder or its ``config.yaml`` is missing or invalid.
+        CheckpointError: no finished step, or a checkpoint that does not belong to the config.
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not run_dir.is_dir():
+        raise ConfigError(f"run folder not found: {run_dir}")
+    if not config_path.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder of tools/train_val.py (it has no config.yaml)")
+    cfg = load_config(config_path)
+    step = _step_to_load(run_dir, cfg, step)
+    checkpoint = run_dir / f"step_{step}" / "ckpt.pth"
+    payload = load_checkpoint(checkpoint, architecture_fingerprint(cfg))
+    state = payload["state"]
+    base_classes = len(cfg["incremental"]["steps"][0]["classes"])
+    model = build_model(_offline_model_cfg(cfg["model"]), cfg["dataset"]["image_size"], base_classes)
+    model.grow_classes(len(state["classes"]))
+    model.load_state_dict(payload["model"])
+    return TrainedRun(
+        model.to(device).eval(), cfg, step, list(state["classes"]), dict(state.get("normal_scores", {})), checkpoint
+    )
+
+
+def _class_probabilities(outputs: dict[str, torch.Tensor], modalities: list[str]) -> torch.Tensor | None:
+    """``(B, K)`` class probabilities of the model's class heads, or None when it has none."""
+    heads = [outputs[f"logits_{m}"] for m in modalities if f"logits_{m}" in outputs]
+    if not heads and "ib_teacher" in outputs:
+        heads = [outputs["ib_teacher"]]
+    if not heads:
+        return None
+    return torch.stack([h.float().softmax(dim=1) for h in heads]).mean(dim=0)
+
+
+@torch.no_grad()
+def score_batch(run: TrainedRun, images: torch.Tensor, depths: torch.Tensor | None) -> dict[str, np.ndarray]:
+    """Score one batch.
+
+    Args:
+        run: the loaded run.
+        images: ``(B, 3, S, S)`` normalised RGB images.
+        depths: ``(B, 3, S, S)`` normalised depth images, or ``None`` for a model without depth.
+
+    Returns:
+        ``"map"`` ``(B, S, S)`` float32 fused anomaly maps, ``"score"`` ``(B,)`` image scores, ``"score_<m>"``
+        per modality, and (with a class head) ``"class_index"`` ``(B,)`` and ``"class_probability"`` ``(B,)``.
+    """
+    device = next(run.model.parameters()).device
+    outputs = run.model(images.to(device), None if depths is None else depths.to(device))
+    scores = {
+        "map": outputs["anomaly_map"][:, 0].float().cpu().numpy(),
+        "score": outputs["image_score"].float().cpu().numpy(),
+    }
+    for modality in run.model.modalities:
+        if f"image_score_{modality}" in outputs:
+            scores[f"score_{modality}"] = outputs[f"image_score_{modality}"].float().cpu().numpy()
+    probabilities = _class_probabilities(outputs, run.model.modalities)
+    if probabilities is not None:
+        best = probabilities.max(dim=1)
+        scores["class_index"] = best.indices.cpu().numpy()
+        scores["class_probability"] = best.values.cpu().numpy()
+    return scores
+
+
+def check_thresholds(run: TrainedRun, threshold: float | None, quantile: float) -> None:
+    """Refuse, before any input is read, a run whose decisions cannot be made without ``--threshold``.
+
+    Raises:
+        CheckpointError: no ``threshold``, and a class lacks stored normal scores or the model has no class head.
+        ConfigError: ``quantile`` outside [0, 1].
+    """
+    if not 0.0 <= quantile <= 1.0:
+        raise ConfigError(f"--quantile must be in [0, 1], got {quantile}")
+    if threshold is not None:
+        return
+    missing = [c for c in run.classes if c not in run.normal_scores]
+    if missing:
+        raise CheckpointError(
+            f"{run.checkpoint} holds no held-out normal scores for {', '.join(missing)} (a checkpoint written before "
+            "thresholds were stored, or trained with trainer.val_fraction: 0): pass --threshold"
+        )
+    if not any(isinstance(module, GrowingClassifier) for module in run.model.modules()):
+        raise CheckpointError(f"the model of {run.checkpoint} has no class head to pick a class's threshold: "
+                              "pass --threshold")
+
+
+def decide(
+    run: TrainedRun, clsname: str | None, score: float, threshold: float | None, quantile: float
+) -> tuple[float, str]:
+    """The threshold of one input and its decision, ``"anomalous"`` (score > threshold) or ``"normal"``.
+
+    ``threshold`` (``--threshold``) overrides the class's own, the ``quantile`` of its held-out normal scores.
+
+    Raises:
+        CheckpointError: no ``threshold`` and no stored normal scores for ``clsname``.
+    """
+    if threshold is None:
+        statistics = run.normal_scores.get(clsname) if clsname is not None else None
+        if statistics is None:
+            raise CheckpointError(f"{run.checkpoint} holds no held-out normal scores for class {clsname!r}: "
+                                  "pass --threshold")
+        threshold = class_threshold(statistics, quantile)
+    return float(threshold), "anomalous" if score > threshold else "normal"
+
+
+@dataclass
+class _Loaded:
+    scan: ScanInput
+    rgb: np.ndarray  # (H, W, 3) uint8 at the input's resolution
+    image: torch.Tensor  # (3, S, S)
+    depth: torch.Tensor | None  # (3, S, S)
+
+
+def _load(run: TrainedRun, scan: ScanInput) -> _Loaded:
+    """Read and preprocess one input as in training; DataError names what is wrong with it."""
+    if run.uses_depth and scan.xyz is None:
+        raise DataError(f"no point cloud for {scan.rgb}: expected ../xyz/{scan.rgb.stem}.tiff (MVTec 3D-AD layout) "
+                        f"or {scan.rgb.stem}.tiff beside the image")
+    rgb, xyz = read_rgbd_pair(scan.rgb, scan.xyz if run.uses_depth else None)
+    backbone = run.model.backbone
+    image, depth = model_inputs(rgb, xyz, run.model.image_size, backbone.input_mean, backbone.input_std, scan.xyz)
+    return _Loaded(scan, rgb, image, depth)
+
+
+def _predict_batch(run: TrainedRun, batch: list[_Loaded], report: PredictionReport, threshold: float | None,
+                   quantile: float) -> int:
+    """Score, decide and record a batch; returns how many were anomalous."""
+    depths = torch.stack([b.depth for b in batch]) if run.uses_depth else None
+    scores = score_batch(run, torch.stack([b.image for b in batch]), depths)
+    mean, std = run.model.backbone.input_mean[0], run.model.backbone.input_std[0]
+    anomalous = 0
+    for i, item in enumerate(batch):
+        clsname = run.classes[int(scores["class_index"][i])] if "class_index" in scores else None
+        score = float(scores["score"][i])
+        limit, decision = decide(run, clsname, score, threshold, quantile)
+        anomalous += decision == "anomalous"
+        height, width = item.rgb.shape[:2]
+        amap = cv2.resize(scores["map"][i], (width, height), interpolation=cv2.INTER_LINEAR)
+        depth = None if item.depth is None else item.depth[0].numpy() * std + mean
+        label = f"{decision} {score:.3g} (threshold {limit:.3g}) {clsname or ''}"
+        vmax = 2 * limit if limit > 0 else float(max(amap.max(), 1e-6))
+        row = {"class": clsname or "", "score": score, "threshold": limit, "decision": decision}
+        if "class_probability" in scores:
+            row["class_probability"] = float(scores["class_probability"][i])
+        row |= {key: float(scores[key][i]) for key in ("score_rgb", "score_depth") if key in scores}
+        overlay = prediction_overlay(item.rgb, depth, amap, label, decision == "anomalous", vmax)
+        report.add(item.scan, row, amap, overlay)
+    return anomalous
+
+
+def predict_scans(run: TrainedRun, scans: list[ScanInput], report: PredictionReport, batch_size: int,
+                  threshold: float | None, quantile: float) -> dict[str, int]:
+    """Predict every input (unreadable ones are skipped and recorded with the reason).
+
+    Returns:
+        ``{"predicted", "anomalous", "skipped"}`` counts.
+    """
+    counts = {"predicted": 0, "anomalous": 0, "skipped": 0}
+    pending: list[_Loaded] = []
+    for position, scan in enumerate(tqdm(scans, desc="predicting", unit="image")):
+        try:
+            pending.append(_load(run, scan))
+        except DataError as exc:
+            report.skip(scan, str(exc))
+            counts["skipped"] += 1
+        if pending and (len(pending) == batch_size or position == len(scans) - 1):
+            counts["anomalous"] += _predict_batch(run, pending, report, threshold, quantile)
+            counts["predicted"] += len(pending)
+            pending = []
+    return counts

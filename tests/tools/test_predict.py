@@ -1,0 +1,220 @@
+"""tools/predict.py on a tiny trained run: it reproduces the evaluator, decides with stored thresholds,
+writes its files, skips bad inputs without losing the others, and refuses what it cannot trust."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+
+from datasets import RGBDDataset, read_meta
+from datasets.io import write_xyz
+from engine.evaluator import score_dataset
+from engine.predictor import load_trained_run
+from tools.predict import main as predict
+from tools.train_val import main as train
+
+CLASSES = ["ball", "box"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_root, make_config):
+    """A 1-step run on two very different classes, trained long enough for the class head to tell them apart."""
+    folder = tmp_path_factory.mktemp("predict")
+    cfg = make_config(tiny_root, [CLASSES], epochs=8)
+    cfg["evaluation"]["vis_per_class"] = 0
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert train(["--config", str(folder / "config.yaml"), "--output", str(folder / "run")]) == 0
+    return folder / "run"
+
+
+def _rows(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+
+
+def _tree_digest(folder: Path, skip: str) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and skip not in p.relative_to(folder).parts
+    }
+
+
+@pytest.fixture(scope="module")
+def predicted_tests(trained_run, tiny_root):
+    """Predictions on the run's own test images of its classes (default output folder, exit code)."""
+    before = _tree_digest(trained_run, "predictions")
+    inputs = trained_run.parent / "test_inputs"
+    for name in CLASSES:
+        shutil.copytree(tiny_root / name / "test", inputs / name / "test")
+    code = predict(["--run", str(trained_run), "--input", str(inputs)])
+    return code, trained_run / "predictions" / "test_inputs", before
+
+
+def test_predict_reproduces_the_evaluators_scores_and_maps(trained_run, tiny_root, predicted_tests):
+    code, out, _ = predicted_tests
+    assert code == 0
+    run = load_trained_run(trained_run, None, torch.device("cpu"))
+    records = [r for r in read_meta(tiny_root / "test.jsonl") if r["clsname"] in CLASSES]
+    dataset = RGBDDataset(tiny_root, records, {c: i for i, c in enumerate(CLASSES)}, 64,
+                          run.model.backbone.input_mean, run.model.backbone.input_std)
+    scored = score_dataset(run.model, dataset, torch.device("cpu"), 8)
+    expected = {r["filename"]: s for r, s in zip(dataset.records, scored)}
+    rows = _rows(out)
+    assert len(rows) == len(expected)
+    for row in rows:
+        relative = Path(row["path"]).relative_to(trained_run.parent / "test_inputs").as_posix()
+        record = expected[relative]
+        assert row["score"] == pytest.approx(record["score"], rel=1e-5, abs=1e-6)
+        assert row["score_rgb"] == pytest.approx(record["rgb.score"], rel=1e-5, abs=1e-6)
+        amap = tifffile.imread(out / row["map"])
+        assert amap.dtype == np.float32 and amap.shape == (64, 64)
+        np.testing.assert_allclose(amap, record["map"].astype(np.float32), rtol=2e-3, atol=1e-4)  # float16 rounding
+
+
+def test_predicted_class_and_decisions(predicted_tests):
+    _, out, _ = predicted_tests
+    rows = _rows(out)
+    truth = [Path(r["path"]).parts[-5] for r in rows]  # <class>/test/<defect>/rgb/NAME.png
+    accuracy = np.mean([r["class"] == t for r, t in zip(rows, truth)])
+    assert accuracy >= 0.9, accuracy
+    for row in rows:
+        assert 0.0 < row["class_probability"] <= 1.0
+        assert row["decision"] == ("anomalous" if row["score"] > row["threshold"] else "normal")
+
+
+def test_output_files_and_sizes(predicted_tests, trained_run):
+    code, out, before = predicted_tests
+    with open(out / "predictions.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["path"] for r in table] == [r["path"] for r in _rows(out)]
+    overlay = cv2.imread(str(out / table[0]["overlay"]))
+    assert overlay.shape == (64, 64 + 4 + 64, 3)  # heat map over RGB | gap | depth
+    assert (out / "skipped.csv").read_text().strip() == "path,reason"
+    assert _tree_digest(trained_run, "predictions") == before  # nothing else in the run folder changed
+
+
+def _bad_inputs(folder: Path, good: Path) -> dict[str, str]:
+    """A folder with one good pair and one broken input per row; returns broken name -> expected reason."""
+    folder.mkdir(parents=True)
+    shutil.copy(good, folder / "good.png")
+    shutil.copy(good.parent.parent / "xyz" / f"{good.stem}.tiff", folder / "good.tiff")
+    xyz = tifffile.imread(folder / "good.tiff")
+    table = {
+        "corrupt_png": "cannot be decoded",
+        "truncated_tiff": "corrupt or truncated TIFF",
+        "no_partner": "no point cloud for",
+        "wrong_shape": "must have shape (H, W, 3)",
+        "nan_cloud": "NaN or inf",
+    }
+    for name in table:
+        shutil.copy(good, folder / f"{name}.png")
+    (folder / "corrupt_png.png").write_bytes(b"\x89PNG not really")
+    shutil.copy(folder / "good.tiff", folder / "corrupt_png.tiff")
+    (folder / "truncated_tiff.tiff").write_bytes((folder / "good.tiff").read_bytes()[:200])
+    tifffile.imwrite(folder / "wrong_shape.tiff", xyz[:, :, :2].copy())
+    broken = xyz.copy()
+    broken[3, 3, 2] = np.nan
+    write_xyz(folder / "nan_cloud.tiff", broken)
+    return table
+
+
+def test_bad_inputs_are_skipped_with_reasons(trained_run, tiny_root, tmp_path, capsys):
+    good = sorted((tiny_root / "ball" / "test" / "good" / "rgb").glob("*.png"))[0]
+    table = _bad_inputs(tmp_path / "scans", good)
+    out = tmp_path / "out"
+    assert predict(["--run", str(trained_run), "--input", str(tmp_path / "scans"), "--output", str(out)]) == 1
+    assert [Path(r["path"]).name for r in _rows(out)] == ["good.png"]
+    with open(out / "skipped.csv", newline="") as handle:
+        skipped = {Path(r["path"]).stem: r["reason"] for r in csv.DictReader(handle)}
+    assert set(skipped) == set(table)
+    for name, reason in table.items():
+        assert reason in skipped[name], (name, skipped[name])
+    captured = capsys.readouterr()
+    assert "1 images" in captured.out and "5 skipped" in captured.out and "skipped.csv" in captured.err
+
+
+def _without_thresholds(run: Path, target: Path) -> Path:
+    shutil.copytree(run, target)
+    payload = torch.load(target / "step_0" / "ckpt.pth", weights_only=True)
+    payload["state"].pop("normal_scores")  # as written before thresholds were stored
+    torch.save(payload, target / "step_0" / "ckpt.pth")
+    return target
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda run, tmp: (tmp / "nowhere", tmp / "in"), "run folder not found"),
+        (lambda run, tmp: (_config_only(run, tmp), tmp / "in"), "holds no finished step"),
+        (lambda run, tmp: (run, _mkdir(tmp / "empty")), "no RGB image"),
+        (lambda run, tmp: (_without_thresholds(run, tmp / "old"), tmp / "in"), "pass --threshold"),
+    ],
+    ids=["missing_run", "no_finished_step", "empty_input", "old_checkpoint"],
+)
+def test_errors_stop_with_one_line(trained_run, tiny_root, tmp_path, capsys, setup, message):
+    shutil.copytree(tiny_root / "ball" / "test" / "good", tmp_path / "in")
+    run, inputs = setup(trained_run, tmp_path)
+    assert predict(["--run", str(run), "--input", str(inputs), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def _config_only(run: Path, tmp: Path) -> Path:
+    (tmp / "fresh").mkdir()
+    shutil.copy(run / "config.yaml", tmp / "fresh" / "config.yaml")
+    return tmp / "fresh"
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def test_old_checkpoint_predicts_with_a_given_threshold(trained_run, tiny_root, tmp_path):
+    run = _without_thresholds(trained_run, tmp_path / "old")
+    inputs = tiny_root / "ball" / "test" / "good"
+    args = ["--run", str(run), "--input", str(inputs), "--output", str(tmp_path / "o"), "--threshold", "0"]
+    assert predict(args) == 0
+    assert {r["decision"] for r in _rows(tmp_path / "o")} == {"anomalous"}  # every score exceeds 0
+    assert {r["threshold"] for r in _rows(tmp_path / "o")} == {0.0}
+
+
+def test_existing_output_needs_overwrite(trained_run, tiny_root, tmp_path, capsys):
+    inputs, out = tiny_root / "box" / "test" / "good", tmp_path / "out"
+    assert predict(["--run", str(trained_run), "--input", str(inputs), "--output", str(out)]) == 0
+    first = (out / "predictions.csv").read_bytes()
+    assert predict(["--run", str(trained_run), "--input", str(inputs), "--output", str(out)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    args = ["--run", str(trained_run), "--input", str(inputs), "--output", str(out), "--overwrite"]
+    assert predict([*args, "--threshold", "1e9"]) == 0
+    assert (out / "predictions.csv").read_bytes() != first
+    assert {r["decision"] for r in _rows(out)} == {"normal"}
+    assert not list(tmp_path.glob("out.*"))  # no staging or old folder left behind
+
+
+def test_crafted_checkpoint_is_refused_by_predict(trained_run, tiny_root, tmp_path, crafted_checkpoint, capsys):
+    run = tmp_path / "shared"
+    shutil.copytree(trained_run, run)
+    marker = tmp_path / "created_by_the_pickle"
+    crafted_checkpoint(run / "step_0" / "ckpt.pth", marker)
+    assert predict(["--run", str(run), "--input", str(tiny_root / "ball" / "test" / "good")]) == 2
+    assert "refusing checkpoint" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_single_image_input(trained_run, tiny_root, tmp_path):
+    image = sorted((tiny_root / "box" / "test" / "good" / "rgb").glob("*.png"))[0]
+    assert predict(["--run", str(trained_run), "--input", str(image), "--output", str(tmp_path / "one")]) == 0
+    (row,) = _rows(tmp_path / "one")
+    assert row["xyz"].endswith(f"xyz/{image.stem}.tiff") and (tmp_path / "one" / row["overlay"]).is_file()
