@@ -34,7 +34,10 @@ from utils.config import load_config
 from utils.errors import CheckpointError, ConfigError, DataError
 from utils.vis import prediction_overlay
 
-__all__ = ["TrainedRun", "load_trained_run", "check_thresholds", "score_batch", "decide", "predict_scans"]
+__all__ = [
+    "TrainedRun", "LoadedScan", "load_trained_run", "check_thresholds", "load_scan", "score_batch", "decide",
+    "predict_scans",
+]
 
 
 @dataclass
@@ -196,14 +199,16 @@ def decide(
 
 
 @dataclass
-class _Loaded:
+class LoadedScan:
+    """One input read and preprocessed."""
+
     scan: ScanInput
     rgb: np.ndarray  # (H, W, 3) uint8 at the input's resolution
     image: torch.Tensor  # (3, S, S)
     depth: torch.Tensor | None  # (3, S, S)
 
 
-def _load(run: TrainedRun, scan: ScanInput) -> _Loaded:
+def load_scan(run: TrainedRun, scan: ScanInput) -> LoadedScan:
     """Read and preprocess one input as in training; DataError names what is wrong with it."""
     if run.uses_depth and scan.xyz is None:
         raise DataError(f"no point cloud for {scan.rgb}: expected ../xyz/{scan.rgb.stem}.tiff (MVTec 3D-AD layout) "
@@ -211,10 +216,10 @@ def _load(run: TrainedRun, scan: ScanInput) -> _Loaded:
     rgb, xyz = read_rgbd_pair(scan.rgb, scan.xyz if run.uses_depth else None)
     backbone = run.model.backbone
     image, depth = model_inputs(rgb, xyz, run.model.image_size, backbone.input_mean, backbone.input_std, scan.xyz)
-    return _Loaded(scan, rgb, image, depth)
+    return LoadedScan(scan, rgb, image, depth)
 
 
-def _predict_batch(run: TrainedRun, batch: list[_Loaded], report: PredictionReport, threshold: float | None,
+def _predict_batch(run: TrainedRun, batch: list[LoadedScan], report: PredictionReport, threshold: float | None,
                    quantile: float) -> int:
     """Score, decide and record a batch; returns how many were anomalous."""
     depths = torch.stack([b.depth for b in batch]) if run.uses_depth else None
@@ -248,10 +253,10 @@ def predict_scans(run: TrainedRun, scans: list[ScanInput], report: PredictionRep
         ``{"predicted", "anomalous", "skipped"}`` counts.
     """
     counts = {"predicted": 0, "anomalous": 0, "skipped": 0}
-    pending: list[_Loaded] = []
+    pending: list[LoadedScan] = []
     for position, scan in enumerate(tqdm(scans, desc="predicting", unit="image")):
         try:
-            pending.append(_load(run, scan))
+            pending.append(load_scan(run, scan))
         except DataError as exc:
             report.skip(scan, str(exc))
             counts["skipped"] += 1
