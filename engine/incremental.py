@@ -23,10 +23,11 @@ from engine.calibration import normal_score_statistics
 from engine.checkpoint import IncrementalState, architecture_fingerprint, load_checkpoint, save_checkpoint
 from engine.evaluator import evaluate, score_dataset
 from engine.feature_cache import build_feature_cache, cache_key
-from engine.feature_statistics import fit_feature_standardizer
+from engine.feature_statistics import fit_class_prototypes, fit_feature_standardizer
 from engine.regularizers import Regularizer, build_regularizer
 from engine.results import build_results, read_step_record, step_record, write_results
 from engine.trainer import StepSpec, seed_everything, train_step
+from models.class_adapters import train_only_class_adapters
 from models.model_helper import build_model
 from utils.config import config_differences
 from utils.criterion_helper import build_criterion
@@ -288,7 +289,12 @@ class IncrementalRun:
         val_set = None
         if tcfg["select"] == "val" and held_out is not None:
             val_set = self._maybe_cache(held_out)[0] if uses_cache else held_out
-        fit_feature_standardizer(self.model, train_set, self.device, self.cfg["dataset"]["eval_batch_size"], uses_cache)
+        batch = self.cfg["dataset"]["eval_batch_size"]
+        fit_feature_standardizer(self.model, train_set, self.device, batch, uses_cache)
+        fit_class_prototypes(self.model, train_set, self.device, batch, uses_cache, sorted(class_ids.values()))
+        if step > 0 and self.model.router is not None:
+            trainable = train_only_class_adapters(self.model, sorted(class_ids.values()))
+            LOGGER.info("step %d trains only the new classes' adapters (%d parameters)", step, trainable)
         self.regularizer.begin_step(self.model, step)
         last = step_dir / "last.pth"
         resume_payload = load_checkpoint(last, self.fingerprint) if resume and last.is_file() else None

@@ -74,10 +74,11 @@ def _forward(model: nn.Module, batch: dict[str, Any], device: torch.device, uses
         flip = torch.rand(image.shape[0], device=device) < hflip
         image = torch.where(flip[:, None, None, None], image.flip(-1), image)
         depth = torch.where(flip[:, None, None, None], depth.flip(-1), depth)
+    class_ids = batch["class_id"].to(device, non_blocking=True)  # chooses the class adapters, when there are any
     if uses_cache:
         feats = {m: f.to(device, non_blocking=True) for m, f in batch["features"].items()}
-        return model(image, depth, features=feats)
-    return model(image, depth)
+        return model(image, depth, features=feats, class_ids=class_ids)
+    return model(image, depth, class_ids=class_ids)
 
 
 def _check_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, iteration: int) -> None:
@@ -134,7 +135,7 @@ def train_step(
         checkpoint_extra: ``() -> dict`` of run-level entries added to every within-step checkpoint.
     """
     tcfg = cfg["trainer"]
-    optimizer = build_optimizer(model, tcfg)
+    optimizer = build_optimizer(model, tcfg, spec.index)
     scheduler = build_scheduler(optimizer, tcfg["scheduler"], spec.epochs)
     start_epoch, best = 0, None
     if resume is not None:

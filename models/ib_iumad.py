@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from models.backbones.timm_backbone import TimmFeatureExtractor
+from models.class_adapters import ClassLowRankAdapter, PrototypeRouter
 from models.classifier import GrowingClassifier
 from models.discriminator import Discriminator
 from models.feature_norm import FeatureStandardizer
@@ -46,6 +47,8 @@ class IBIUMAD(nn.Module):
         jitter_scale: feature-jitter scale (training only).
         jitter_prob: feature-jitter probability per token (training only).
         feature_norm: per-channel standardisation of the clean features, or ``None`` (the paper's raw features).
+        router: picks the class adapters of an unlabelled input (with class adapters in the reconstructions),
+            or ``None``.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class IBIUMAD(nn.Module):
         jitter_scale: float = 20.0,
         jitter_prob: float = 1.0,
         feature_norm: FeatureStandardizer | None = None,
+        router: PrototypeRouter | None = None,
     ) -> None:
         super().__init__()
         modalities = list(modalities)
@@ -82,6 +86,7 @@ class IBIUMAD(nn.Module):
         self.jitter_scale = float(jitter_scale)
         self.jitter_prob = float(jitter_prob)
         self.feature_norm = feature_norm
+        self.router = router
         self._num_classes = int(num_classes)
         channels = neck.out_channels
         self.channel_splits = {m: (i * channels, (i + 1) * channels) for i, m in enumerate(modalities)}
@@ -96,7 +101,7 @@ class IBIUMAD(nn.Module):
         if num_classes < self._num_classes:
             raise ValueError(f"cannot shrink the class heads from {self._num_classes} to {num_classes} classes")
         for module in self.modules():
-            if isinstance(module, GrowingClassifier):
+            if isinstance(module, GrowingClassifier | ClassLowRankAdapter | PrototypeRouter):
                 module.grow(num_classes)
         self._num_classes = int(num_classes)
 
@@ -130,7 +135,11 @@ class IBIUMAD(nn.Module):
         return {m: self.neck(self.backbone(x)) for m, x in self._inputs(image, depth).items()}
 
     def forward_from_features(
-        self, features: Mapping[str, Tensor], image: Tensor | None, depth: Tensor | None
+        self,
+        features: Mapping[str, Tensor],
+        image: Tensor | None,
+        depth: Tensor | None,
+        class_ids: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Everything after the frozen part.
 
@@ -139,6 +148,7 @@ class IBIUMAD(nn.Module):
                 when the model has a ``feature_norm``.
             image: ``(B, 3, S, S)`` RGB image (input of the conditioner) or ``None``.
             depth: ``(B, 3, S, S)`` depth image or ``None``.
+            class_ids: ``(B,)`` labels choosing the class adapters (training); ``None``: the router chooses.
 
         Returns:
             See :meth:`forward`.
@@ -150,6 +160,10 @@ class IBIUMAD(nn.Module):
         if self.feature_norm is not None:
             features = {m: self.feature_norm(m, features[m]) for m in self.modalities}
         conditioned = self.conditioner(images) if self.conditioner is not None else None
+        clean = torch.cat([features[m] for m in self.modalities], dim=1)
+        route = None
+        if self.router is not None:
+            route = class_ids if class_ids is not None else self.router(clean)
         outputs: dict[str, Tensor] = {}
         recons = []
         for modality in self.modalities:
@@ -157,12 +171,13 @@ class IBIUMAD(nn.Module):
             if self.training and self.jitter_scale > 0 and self.jitter_prob > 0:
                 feature = feature_jitter(feature, self.jitter_scale, self.jitter_prob)
             cond = conditioned["cond"][modality] if conditioned is not None else None
-            recons.append(self.reconstructions[modality](feature, cond)[0])
+            recons.append(self.reconstructions[modality](feature, cond, route)[0])
             if conditioned is not None:
                 outputs[f"logits_{modality}"] = conditioned["logits"][modality]
         fused = self.fusion(recons)
-        clean = torch.cat([features[m] for m in self.modalities], dim=1)
         outputs["feature"] = clean
+        if route is not None:
+            outputs["route"] = route
         outputs.update(fused)
         if self.training:  # maps are for evaluation only
             return outputs
@@ -175,7 +190,11 @@ class IBIUMAD(nn.Module):
         return outputs
 
     def forward(
-        self, image: Tensor | None, depth: Tensor | None, features: Mapping[str, Tensor] | None = None
+        self,
+        image: Tensor | None,
+        depth: Tensor | None,
+        features: Mapping[str, Tensor] | None = None,
+        class_ids: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Full forward pass (or everything after the frozen part when ``features`` are given).
 
@@ -185,6 +204,7 @@ class IBIUMAD(nn.Module):
                 not in ``modalities`` is ignored.
             features: cached :meth:`extract_features` output; skips the backbone (used by the trainer's
                 feature cache, and through DDP's wrapper, which only calls ``forward``).
+            class_ids: ``(B,)`` labels choosing the class adapters (training with class adapters), or ``None``.
 
         Returns:
             ``"feature"`` clean (standardised, with ``feature_norm``) features ``(B, C_total, h, w)``;
@@ -192,8 +212,8 @@ class IBIUMAD(nn.Module):
             ``"logits_<m>"`` ``(B, K)`` conditioner logits (with a conditioner); ``"ib_teacher"``,
             ``"ib_student"`` ``(B, K)`` and ``"ib_temperature"`` 0-d (IB fusion); ``"anomaly_map"``
             ``(B, 1, S, S)``, ``"image_score"`` ``(B,)`` and their per-modality ``"_<m>"`` variants (the maps
-            and scores in eval mode only).
+            and scores in eval mode only); ``"route"`` ``(B,)`` the class adapters used (with class adapters).
         """
         if features is None:
             features = self.extract_features(image, depth)
-        return self.forward_from_features(features, image, depth)
+        return self.forward_from_features(features, image, depth, class_ids)

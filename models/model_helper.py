@@ -18,6 +18,7 @@ from typing import Any
 
 from torch import nn
 
+from models.class_adapters import PrototypeRouter
 from models.feature_norm import FeatureStandardizer
 from models.ib_iumad import IBIUMAD, MODALITIES
 from utils.errors import ConfigError
@@ -39,7 +40,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "models.discriminator.Discriminator": ("models.discriminator", "Discriminator"),
 }
 
-_MODEL_KEYS = {"modalities", "condition", "fusion", "net", "jitter", "feature_norm"}
+_MODEL_KEYS = {"modalities", "condition", "fusion", "net", "jitter", "feature_norm", "class_adapter_rank"}
 _FEATURE_NORMS = ("none", "standardize")
 _ENTRY_KEYS = {"name", "type", "kwargs", "prev", "frozen"}
 _JITTER_DEFAULTS = {"scale": 20.0, "prob": 1.0}
@@ -220,6 +221,10 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
     feature_norm = model_cfg.get("feature_norm", "none")
     if feature_norm not in _FEATURE_NORMS:
         raise ConfigError(f"model.feature_norm: '{feature_norm}' is not one of {list(_FEATURE_NORMS)}")
+    adapter_rank = model_cfg.get("class_adapter_rank", 0)
+    if not isinstance(adapter_rank, int) or isinstance(adapter_rank, bool) or adapter_rank < 0:
+        raise ConfigError(f"model.class_adapter_rank: expected an integer >= 0, got {adapter_rank!r}")
+    adapters = {"class_adapter_rank": adapter_rank, "num_classes": num_classes} if adapter_rank else {}
 
     backbone_entry = entries["backbone"]
     if backbone_entry.get("frozen", True) is not True:
@@ -240,7 +245,7 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
     reconstructions = {}
     for modality in modalities:
         reconstructions[modality] = _instantiate(
-            recon_entry, {"in_channels": neck.out_channels, "feature_size": feature_size}
+            recon_entry, {"in_channels": neck.out_channels, "feature_size": feature_size, **adapters}
         )
         _apply_frozen(recon_entry, reconstructions[modality])
     first = reconstructions[modalities[0]]
@@ -282,4 +287,5 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
         jitter_scale=jitter["scale"],
         jitter_prob=jitter["prob"],
         feature_norm=FeatureStandardizer(modalities, neck.out_channels) if feature_norm == "standardize" else None,
+        router=PrototypeRouter(neck.out_channels * len(modalities), num_classes) if adapter_rank else None,
     )

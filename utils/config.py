@@ -59,6 +59,7 @@ SCHEMA: dict[str, Any] = {
         "fusion": (str, "ib"),
         "jitter": {"scale": (_NUMBER, 20.0), "prob": (_NUMBER, 1.0)},
         "feature_norm": (str, "none"),
+        "class_adapter_rank": (int, 0),
         "net": (list, REQUIRED),
     },
     "criterion": {
@@ -74,6 +75,7 @@ SCHEMA: dict[str, Any] = {
         "epochs": (int, 100),
         "incremental_epochs": (int, 50),
         "lr": (_NUMBER, 1e-4),
+        "incremental_lr": ((_NUMBER, type(None)), None),
         "weight_decay": (_NUMBER, 1e-4),
         "betas": (list, [0.9, 0.999]),
         "clip_grad_norm": ((_NUMBER, type(None)), 0.1),
@@ -122,9 +124,11 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "dataset.workers": (0, None),
     "model.jitter.scale": (0, None),
     "model.jitter.prob": (0, 1),
+    "model.class_adapter_rank": (0, None),
     "trainer.epochs": (1, None),
     "trainer.incremental_epochs": (1, None),
     "trainer.lr": (0, None),
+    "trainer.incremental_lr": (0, None),
     "trainer.val_fraction": (0, 0.9),
     "trainer.save_every_epochs": (0, None),
     "incremental.regularizer.ema_alpha": (0, 1),
@@ -259,7 +263,7 @@ def _check_leaf(key: str, value: Any, types: Any) -> Any:
     choices = _CHOICES.get(key)
     if choices is not None and value not in choices:
         raise ConfigError(f"config key '{key}': expected one of {', '.join(choices)}, got {value!r}")
-    low, high = _RANGES.get(key, (None, None))
+    low, high = _RANGES.get(key, (None, None)) if value is not None else (None, None)
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"{'-inf' if low is None else low}..{'inf' if high is None else high}"
         raise ConfigError(f"config key '{key}': expected a value in {bounds}, got {value!r}")

@@ -10,12 +10,16 @@ from torch import nn
 __all__ = ["build_optimizer", "build_scheduler"]
 
 
-def build_optimizer(model: nn.Module, trainer_cfg: dict) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters with the configured lr, weight decay and betas."""
+def build_optimizer(model: nn.Module, trainer_cfg: dict, step: int = 0) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters with the step's lr, weight decay and betas.
+
+    The lr is ``trainer.lr`` in the base step (``step`` 0) and ``trainer.incremental_lr`` (when set) after it.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
+    incremental_lr = trainer_cfg.get("incremental_lr")
     return torch.optim.AdamW(
         params,
-        lr=trainer_cfg["lr"],
+        lr=incremental_lr if step > 0 and incremental_lr is not None else trainer_cfg["lr"],
         weight_decay=trainer_cfg["weight_decay"],
         betas=tuple(trainer_cfg["betas"]),
     )

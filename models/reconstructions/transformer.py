@@ -19,8 +19,15 @@ the attribute ``ffn_out``; the incremental gradient-projection regulariser hooks
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
+
+from models.class_adapters import ClassLowRankAdapter
+
+#: ``adapt(layer name, layer input) -> update``: the class adapters' contribution to one linear layer.
+Adapt = Callable[[str, Tensor], Tensor]
 
 __all__ = ["ReconstructionTransformer", "EncoderLayer", "DecoderLayer"]
 
@@ -37,9 +44,14 @@ class _LayerWithFeedForward(nn.Module):
         self.ffn_dropout = nn.Dropout(dropout)
         self.ffn_out = nn.Linear(dim_feedforward, hidden_dim)
 
-    def feed_forward(self, tokens: Tensor) -> Tensor:
-        """``(B, L, hidden) -> (B, L, hidden)``."""
-        return self.ffn_out(self.ffn_dropout(torch.relu(self.ffn_in(tokens))))
+    def feed_forward(self, tokens: Tensor, adapt: Adapt | None = None) -> Tensor:
+        """``(B, L, hidden) -> (B, L, hidden)``; ``adapt(name, x)`` adds the class adapters' updates."""
+        hidden = self.ffn_in(tokens)
+        if adapt is not None:
+            hidden = hidden + adapt("ffn_in", tokens)
+        hidden = self.ffn_dropout(torch.relu(hidden))
+        out = self.ffn_out(hidden)
+        return out if adapt is None else out + adapt("ffn_out", hidden)
 
 
 class EncoderLayer(_LayerWithFeedForward):
@@ -60,13 +72,14 @@ class EncoderLayer(_LayerWithFeedForward):
         self.dropout2 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(hidden_dim)
 
-    def forward(self, tokens: Tensor, pos: Tensor, cond: Tensor | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, pos: Tensor, cond: Tensor | None = None, adapt: Adapt | None = None) -> Tensor:
         """Encode tokens.
 
         Args:
             tokens: ``(B, L, hidden)``.
             pos: ``(1, L, hidden)`` positional embedding.
             cond: ``(B, L, hidden)`` query modulation ``m_l`` or ``None``.
+            adapt: the class adapters of this layer's FFN, or ``None``.
 
         Returns:
             ``(B, L, hidden)``.
@@ -75,7 +88,7 @@ class EncoderLayer(_LayerWithFeedForward):
         query = key if cond is None else key * cond
         attended = self.self_attn(query, key, tokens, need_weights=False)[0]
         tokens = self.norm1(tokens + self.dropout1(attended))
-        return self.norm2(tokens + self.dropout2(self.feed_forward(tokens)))
+        return self.norm2(tokens + self.dropout2(self.feed_forward(tokens, adapt)))
 
 
 class DecoderLayer(_LayerWithFeedForward):
@@ -101,12 +114,13 @@ class DecoderLayer(_LayerWithFeedForward):
         self.dropout3 = nn.Dropout(dropout)
         self.norm3 = nn.LayerNorm(hidden_dim)
 
-    def forward(self, source: Tensor, pos: Tensor) -> Tensor:
+    def forward(self, source: Tensor, pos: Tensor, adapt: Adapt | None = None) -> Tensor:
         """Decode from ``source`` (the previous decoder output, or the encoder memory).
 
         Args:
             source: ``(B, L, hidden)`` tokens the queries attend to.
             pos: ``(1, L, hidden)`` positional embedding.
+            adapt: the class adapters of this layer's FFN, or ``None``.
 
         Returns:
             ``(B, L, hidden)``.
@@ -117,7 +131,7 @@ class DecoderLayer(_LayerWithFeedForward):
         query = self.norm1(query + self.dropout1(attended))
         attended = self.cross_attn(query + pos, source + pos, source, need_weights=False)[0]
         query = self.norm2(query + self.dropout2(attended))
-        return self.norm3(query + self.dropout3(self.feed_forward(query)))
+        return self.norm3(query + self.dropout3(self.feed_forward(query, adapt)))
 
 
 class ReconstructionTransformer(nn.Module):
@@ -132,6 +146,9 @@ class ReconstructionTransformer(nn.Module):
         num_decoder_layers: decoder depth.
         dim_feedforward: FFN inner width.
         dropout: dropout probability.
+        class_adapter_rank: rank of the per-class adapters (:mod:`models.class_adapters`) of the input and
+            output projections and of every FFN layer; 0 = none (the paper's network).
+        num_classes: classes the adapters start with.
     """
 
     def __init__(
@@ -144,6 +161,8 @@ class ReconstructionTransformer(nn.Module):
         num_decoder_layers: int = 4,
         dim_feedforward: int = 1024,
         dropout: float = 0.1,
+        class_adapter_rank: int = 0,
+        num_classes: int = 1,
     ) -> None:
         super().__init__()
         if hidden_dim % nhead != 0:
@@ -168,6 +187,15 @@ class ReconstructionTransformer(nn.Module):
         )
         self.output_proj = nn.Linear(hidden_dim, in_channels)
         self._reset_parameters()
+        self.adapters = None
+        if class_adapter_rank > 0:
+            shapes = {"input_proj": (in_channels, hidden_dim), "output_proj": (hidden_dim, in_channels)}
+            for index in range(num_encoder_layers + num_decoder_layers):
+                shapes[f"layer{index}_ffn_in"] = (hidden_dim, dim_feedforward)
+                shapes[f"layer{index}_ffn_out"] = (dim_feedforward, hidden_dim)
+            self.adapters = nn.ModuleDict(
+                {name: ClassLowRankAdapter(i, o, class_adapter_rank, num_classes) for name, (i, o) in shapes.items()}
+            )
 
     def _reset_parameters(self) -> None:
         """Xavier-uniform linear weights, zero biases, unit-scale positional embedding, near-zero output projection.
@@ -183,13 +211,25 @@ class ReconstructionTransformer(nn.Module):
                 nn.init.zeros_(module.bias)
         nn.init.normal_(self.output_proj.weight, std=1e-3)  # near zero, yet gradients flow from step one
 
-    def forward(self, feature: Tensor, cond: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
+    def _adapter(self, class_ids: Tensor | None, prefix: str) -> Adapt | None:
+        """``adapt(name, x)`` of the class adapters named ``prefix + name``, or None without adapters."""
+        if self.adapters is None:
+            return None
+        if class_ids is None:
+            raise ValueError("a reconstruction network with class adapters needs the class of every input")
+        adapters = self.adapters
+        return lambda name, x: adapters[prefix + name](x, class_ids)
+
+    def forward(
+        self, feature: Tensor, cond: list[Tensor] | None = None, class_ids: Tensor | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
         """Reconstruct a feature map.
 
         Args:
             feature: ``(B, C, h, w)`` (jittered in training) features.
             cond: ``num_encoder_layers`` tensors ``(B, h*w, hidden)`` multiplying the encoder queries,
                 or ``None`` (unconditioned).
+            class_ids: ``(B,)`` class of every input: whose adapters are used (needed with adapters only).
 
         Returns:
             The reconstruction ``(B, C, h, w)`` and the encoder layers' outputs, each ``(B, h*w, hidden)``.
@@ -208,13 +248,19 @@ class ReconstructionTransformer(nn.Module):
             for layer, m in enumerate(cond):
                 if tuple(m.shape) != expected:
                     raise ValueError(f"condition {layer}: expected shape {expected}, got {tuple(m.shape)}")
-        tokens = self.input_proj(feature.flatten(2).transpose(1, 2))  # B×C×h×w -> B×(h·w)×D
+        adapt = self._adapter(class_ids, "")
+        flat = feature.flatten(2).transpose(1, 2)  # B×C×h×w -> B×(h·w)×C
+        tokens = self.input_proj(flat) if adapt is None else self.input_proj(flat) + adapt("input_proj", flat)
         encoder_outputs = []
         for layer, encoder_layer in enumerate(self.encoder):
-            tokens = encoder_layer(tokens, self.pos_embed, None if cond is None else cond[layer])
+            layer_cond = None if cond is None else cond[layer]
+            tokens = encoder_layer(tokens, self.pos_embed, layer_cond, self._adapter(class_ids, f"layer{layer}_"))
             encoder_outputs.append(tokens)
         decoded = tokens
-        for decoder_layer in self.decoder:
-            decoded = decoder_layer(decoded, self.pos_embed)
-        rec = self.output_proj(decoded).transpose(1, 2).reshape(batch, channels, height, width)  # -> B×C×h×w
+        for index, decoder_layer in enumerate(self.decoder, start=len(self.encoder)):
+            decoded = decoder_layer(decoded, self.pos_embed, self._adapter(class_ids, f"layer{index}_"))
+        rec = self.output_proj(decoded)
+        if adapt is not None:
+            rec = rec + adapt("output_proj", decoded)
+        rec = rec.transpose(1, 2).reshape(batch, channels, height, width)  # -> B×C×h×w
         return rec, encoder_outputs

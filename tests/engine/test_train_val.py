@@ -189,6 +189,26 @@ def test_crafted_checkpoint_is_refused_and_runs_nothing(full_run, tmp_path, craf
     assert not marker.exists()
 
 
+def test_class_adapters_change_only_the_new_classes_adapters(tmp_path, tiny_root, make_config):
+    cfg = make_config(tiny_root, [["ball", "box"], ["cone"]])
+    cfg["model"]["class_adapter_rank"] = 2
+    cfg["incremental"]["regularizer"] = {"type": "none"}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    assert run("--config", config, "--output", tmp_path / "out") == 0
+    before, after = (torch.load(tmp_path / "out" / f"step_{k}" / "ckpt.pth")["model"] for k in (0, 1))
+    assert set(after) - set(before) == {k for k in after if k.startswith("reconstructions.") and k.endswith(".2")}
+    changed = []
+    for key, old in before.items():
+        new = after[key][: old.shape[0]] if after[key].dim() and after[key].shape != old.shape else after[key]
+        if not torch.equal(old, new):
+            changed.append(key)
+    assert changed == []  # every shared weight and every row or adapter of the old classes: untouched
+    new_adapters = [k for k in set(after) - set(before) if ".up." in k]
+    assert any(torch.count_nonzero(after[k]) for k in new_adapters)  # the new class's adapters did train
+    assert bool(after["router.fitted"].all())
+
+
 def test_feature_standardisation_fitted_on_base_step_normals_and_kept(tmp_path, tiny_root, make_config):
     cfg = make_config(tiny_root, [["ball", "box"], ["cone"]])
     cfg["model"]["feature_norm"] = "standardize"

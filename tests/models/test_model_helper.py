@@ -131,6 +131,7 @@ def _drop_entry(name):
         (_set("jitter", {"scale": 1.0, "probability": 1.0}), "model.jitter: unknown keys \\['probability'\\]"),
         (_set("fuson", "ib"), "model: unknown keys \\['fuson'\\]"),
         (_set("feature_norm", "zscore"), "model.feature_norm: 'zscore' is not one of \\['none', 'standardize'\\]"),
+        (_set("class_adapter_rank", -1), "model.class_adapter_rank: expected an integer >= 0, got -1"),
         (_drop_entry("discriminator"), "lacks the entries \\['discriminator'\\]"),
     ],
 )
@@ -150,6 +151,19 @@ def test_build_model_feature_norm_switch(model_cfg, feature_norm, built):
     if built:
         assert model.feature_norm.modalities == model.modalities and not bool(model.feature_norm.fitted)
         assert model.feature_norm.mean_rgb.shape == (model.neck.out_channels,)
+
+
+@pytest.mark.parametrize("rank", [0, 3])
+def test_build_model_class_adapter_switch(model_cfg, rank):
+    cfg = model_cfg()
+    cfg["class_adapter_rank"] = rank
+    model = build_model(cfg, image_size=64, num_classes=3)
+    assert (model.router is not None) is bool(rank)
+    for reconstruction in model.reconstructions.values():
+        assert (reconstruction.adapters is not None) is bool(rank)
+        if rank:
+            assert {a.num_classes for a in reconstruction.adapters.values()} == {3}
+            assert {a.rank for a in reconstruction.adapters.values()} == {rank}
 
 
 def test_build_model_rejects_image_size_not_multiple_of_stride(model_cfg):

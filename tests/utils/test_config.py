@@ -50,6 +50,9 @@ def test_load_config_base_chain_and_opts(tmp_path):
         ({"datset": {}}, "did you mean 'dataset'"),
         ({"dataset": {"batch_size": 0}}, "'dataset.batch_size': expected a value in 1..inf, got 0"),
         ({"trainer": {"val_fraction": 1.0}}, "'trainer.val_fraction': expected a value in 0..0.9"),
+        ({"trainer": {"incremental_lr": -1.0}}, "'trainer.incremental_lr': expected a value in 0..inf"),
+        ({"trainer": {"select": "val", "val_fraction": 0}}, "trainer.select: val needs held-out training normals"),
+        ({"model": {"class_adapter_rank": -2}}, "'model.class_adapter_rank': expected a value in 0..inf"),
     ],
 )
 def test_validate_config_rejects_bad_values(override, message):
