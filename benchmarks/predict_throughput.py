@@ -73,6 +73,9 @@ def _write_run(folder: Path, config: Path) -> None:
     (folder / "config.yaml").write_text(config_to_yaml(cfg))
     torch.manual_seed(0)
     model = build_model(cfg["model"], cfg["dataset"]["image_size"], len(classes))
+    if model.router is not None:  # class adapters: made-up prototypes (routing costs the same)
+        for index in range(len(classes)):
+            model.router.set_prototype(index, torch.randn(model.router.prototypes.shape[1]))
     state = IncrementalState(classes, {}, {c: {"scores": [1.0]} for c in classes})
     payload = {"fingerprint": architecture_fingerprint(cfg), "step": 0, "state": state.to_dict(), "config": cfg,
                "model": model.state_dict()}

@@ -35,6 +35,8 @@ TEST_SPLIT = "test"
 GOOD = "good"
 RGB_EXT, XYZ_EXT, MASK_EXT = ".png", ".tiff", ".png"
 REQUIRED_KEYS = ("filename", "xyzname", "label", "label_name", "clsname")
+#: The keys of a record that :class:`datasets.RGBDDataset` reads (``label_name`` is for people and tables).
+SAMPLE_KEYS = tuple(key for key in REQUIRED_KEYS if key != "label_name")
 
 
 def _visible_children(folder: Path) -> list[Path]:

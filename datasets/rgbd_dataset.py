@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from datasets.depth import xyz_to_depth
 from datasets.io import read_mask, read_rgb, read_xyz
+from datasets.meta import SAMPLE_KEYS
 from utils.errors import DataError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RGBDDataset", "model_inputs", "normalize_image", "read_rgbd_pair"]
@@ -118,7 +119,7 @@ class RGBDDataset(Dataset):
         self.image_size = int(image_size)
         self.class_ids = dict(class_ids)
         for number, record in enumerate(records):
-            for key in ("filename", "xyzname", "label", "clsname"):
+            for key in SAMPLE_KEYS:
                 if key not in record:
                     raise DataError(f"meta record {number} lacks key '{key}': {dict(record)}")
         self.records = [dict(r) for r in records if r["clsname"] in self.class_ids]

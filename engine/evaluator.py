@@ -4,7 +4,8 @@ The test set is sharded across ranks (rank r takes samples r, r + world, ...: no
 or dropped when the size does not divide), each rank scores its shard, and rank 0 gathers the
 results once and computes the metrics. Metric keys: ``i_auroc``, ``p_auroc``, ``aupro_30``,
 ``aupro_01`` for the fused map and the same with a ``rgb.`` / ``depth.`` prefix for the
-per-modality maps.
+per-modality maps; with class adapters ``routing``, the share of test images the prototype router sent
+through their own class's adapters.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def score_dataset(model: nn.Module, dataset: Dataset, device: torch.device, batc
     """Score this rank's shard of ``dataset``; return one record per sample, gathered in index order.
 
     Each record: ``index``, ``clsname``, ``label``, ``mask`` (H, W) uint8, and per map prefix ``p``
-    (``""`` fused, ``"rgb."``, ``"depth."``): ``p + "score"`` float and ``p + "map"`` (H, W) float16.
+    (``""`` fused, ``"rgb."``, ``"depth."``): ``p + "score"`` float and ``p + "map"`` (H, W) float16; with class
+    adapters also ``routed_right`` (the router chose the image's own class).
     """
     rank, world = get_rank(), get_world_size()
     indices = list(range(rank, len(dataset), world))
@@ -55,6 +57,8 @@ def score_dataset(model: nn.Module, dataset: Dataset, device: torch.device, batc
                 "label": int(batch["label"][i]),
                 "mask": (batch["mask"][i, 0].numpy() > 0.5).astype(np.uint8),
             }
+            if "route" in out:  # class adapters: whose adapters scored the image, and whose they should be
+                record["routed_right"] = int(out["route"][i]) == int(batch["class_id"][i])
             for prefix, suffix in prefixes.items():
                 record[prefix + "score"] = float(out[f"image_score{suffix}"][i].float().cpu())
                 record[prefix + "map"] = out[f"anomaly_map{suffix}"][i, 0].float().cpu().numpy().astype(np.float16)
@@ -88,6 +92,8 @@ def class_metrics(records: list[dict[str, Any]], aupro_mode: str) -> dict[str, f
         result[prefix + "p_auroc"] = _safe(pixel_auroc, "P-AUROC", clsname, masks, maps)
         for key, limit in (("aupro_30", 0.3), ("aupro_01", 0.01)):
             result[prefix + key] = _safe(aupro, key, clsname, masks, maps, fpr_limit=limit, mode=aupro_mode)
+    if "routed_right" in records[0]:
+        result["routing"] = float(np.mean([r["routed_right"] for r in records]))
     return result
 
 

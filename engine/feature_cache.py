@@ -4,8 +4,9 @@ The backbone is frozen and training applies no input augmentation by default, so
 training image are the same in every epoch. :func:`build_feature_cache` runs the backbone once over a
 step's training set and returns a dataset of ``{image, depth, class_id, features}`` samples; the
 trainer then calls ``model.forward_from_features`` (feature jitter is still drawn fresh every time).
-Small sets stay in memory; larger ones go to ``.pt`` files on disk keyed by the sample's file name
-and the backbone's configuration, so they are also reused across steps and runs.
+Small sets stay in memory; larger ones go to ``.pt`` files on disk keyed by the sample's files (name,
+size and modification time) and the backbone's configuration, so they are also reused across steps
+and runs, and a regenerated dataset never serves stale features.
 """
 
 from __future__ import annotations
@@ -45,10 +46,21 @@ class CachedFeatureDataset(Dataset):
 
 
 def cache_key(
-    root: str, filename: str, class_id: int, backbone_cfg: dict, image_size: int, modalities: list[str]
+    root: str,
+    filename: str,
+    class_id: int,
+    backbone_cfg: dict,
+    image_size: int,
+    modalities: list[str],
+    files: list[Path] = (),
 ) -> str:
-    """Stable key of one cached sample: its file and class id + everything that changes its features."""
-    text = json.dumps([root, filename, class_id, backbone_cfg, image_size, sorted(modalities)], sort_keys=True)
+    """Stable key of one cached sample: its file and class id + everything that changes its features.
+
+    ``files`` (the sample's rgb and xyz files) enter with their size and modification time, so a
+    regenerated or edited file gets a new key and never reads the features of its old content.
+    """
+    stamps = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in map(Path, files)]
+    text = json.dumps([root, filename, class_id, backbone_cfg, image_size, sorted(modalities), stamps], sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()
 
 

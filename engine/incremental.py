@@ -10,13 +10,11 @@ from __future__ import annotations
 import logging
 import posixpath
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from datasets import RGBDDataset, build_loader, read_meta, write_meta
 from engine.calibration import normal_score_statistics
@@ -26,15 +24,16 @@ from engine.feature_cache import build_feature_cache, cache_key
 from engine.feature_statistics import fit_class_prototypes, fit_feature_standardizer
 from engine.regularizers import Regularizer, build_regularizer
 from engine.results import build_results, read_step_record, step_record, write_results
-from engine.trainer import StepSpec, seed_everything, train_step
+from engine.run_folder import RunFolder
+from engine.trainer import StepSpec, train_step
 from models.class_adapters import train_only_class_adapters
 from models.model_helper import build_model
-from utils.config import config_differences
 from utils.criterion_helper import build_criterion
 from utils.dist import barrier, get_world_size, is_main_process
 from utils.errors import CheckpointError, ConfigError, DataError
 from utils.fileio import atomic_write_json
-from utils.results import format_final_table
+from utils.seeding import derive_seed, seed_everything
+from utils.tables import format_final_table
 
 __all__ = ["RunOptions", "IncrementalRun"]
 
@@ -66,17 +65,6 @@ def _check_split(train: list[dict], test: list[dict], meta_dir: Path) -> None:
         raise DataError(f"{meta_dir / 'train.jsonl'} contains defective images, e.g. {defective[0]}")
 
 
-#: Config keys that do not change a run's results: ``--resume`` accepts a saved config that differs in them.
-_RESUME_IGNORED = frozenset({
-    "dataset.workers", "dataset.eval_batch_size", "evaluation.vis_per_class", "trainer.save_every_epochs",
-    "trainer.feature_cache", "trainer.feature_cache_max_gb",
-})
-
-
-def _ckpt(output: Path, step: int) -> Path:
-    return output / f"step_{step}" / "ckpt.pth"
-
-
 class IncrementalRun:
     """One setting (config + output folder) run step by step.
 
@@ -95,7 +83,9 @@ class IncrementalRun:
         self.writer = None  # TensorBoard SummaryWriter, set by the entry point on rank 0
         self.steps: list[list[str]] = [list(s["classes"]) for s in cfg["incremental"]["steps"]]
         self.fingerprint = architecture_fingerprint(cfg)
-        self.train_records, self.test_records = self._load_meta()
+        self.folder = RunFolder(self.output, len(self.steps))
+        self.train_records: list[dict] = []
+        self.test_records: list[dict] = []
         seed_everything(cfg["seed"])
         self.model = build_model(cfg["model"], cfg["dataset"]["image_size"], len(self.steps[0])).to(device)
         self.criterion = build_criterion(cfg["criterion"]["weights"])
@@ -143,7 +133,7 @@ class IncrementalRun:
         They calibrate the decision thresholds (:mod:`engine.calibration`) and, with ``trainer.select: val``,
         choose the epoch. A class with a single training image keeps it for training.
         """
-        rng = random.Random(self.cfg["seed"] + step)
+        rng = random.Random(derive_seed(self.cfg["seed"], "split", step))
         train, val = [], []
         for name in classes:
             own = [r for r in records if r["clsname"] == name]
@@ -164,28 +154,18 @@ class IncrementalRun:
             f"Run step {step} first: python tools/train_val.py --config {self.config_path} --step {step} "
             f"--output {self.output}"
         )
-        payload = load_checkpoint(_ckpt(self.output, step), self.fingerprint, hint)
+        payload = load_checkpoint(self.folder.ckpt(step), self.fingerprint, hint)
         expected = [c for classes in self.steps[: step + 1] for c in classes]
         if payload["state"]["classes"] != expected:
             raise CheckpointError(
-                f"{_ckpt(self.output, step)} learned classes {payload['state']['classes']}, but steps 0..{step} of "
+                f"{self.folder.ckpt(step)} learned classes {payload['state']['classes']}, but steps 0..{step} of "
                 f"this config have {expected}; use the config it was trained with or another --output"
             )
         self.state = IncrementalState.from_dict(payload["state"])
         self.model.grow_classes(len(self.state.classes))
         self.model.load_state_dict(payload["model"])
         self.regularizer.load_state_dict(self.state.regularizer)
-        LOGGER.info("loaded %s (classes: %s)", _ckpt(self.output, step), ", ".join(self.state.classes))
-
-    def _finished(self, step: int) -> bool:
-        return _ckpt(self.output, step).is_file() and (self.output / f"step_{step}" / "metrics.json").is_file()
-
-    def _last_contiguous_step(self) -> int:
-        """Highest k with the records of steps 0..k all present (``--step K`` may sit inside a longer run)."""
-        last = -1
-        while last + 1 < len(self.steps) and (self.output / f"step_{last + 1}" / "metrics.json").is_file():
-            last += 1
-        return last
+        LOGGER.info("loaded %s (classes: %s)", self.folder.ckpt(step), ", ".join(self.state.classes))
 
     # ------------------------------------------------------------- running
     def _steps_to_run(self, options: RunOptions) -> list[int]:
@@ -194,59 +174,27 @@ class IncrementalRun:
         return [options.only_step] if options.only_step is not None else list(range(len(self.steps)))
 
     def prepare(self, options: RunOptions) -> None:
-        """Check the output folder before anything is written: refuse to overwrite a run unless asked.
+        """Check the output folder before anything is written, then read the meta files (built when missing).
 
-        With ``--overwrite`` the folders of the steps to run *and of every later step* are removed, so
-        results of an old run never mix with the new one.
+        A finished run is not trained over unless asked. With ``--overwrite`` the folders of the steps to run
+        *and of every later step* are removed, so results of an old run never mix with the new one.
         """
-        if options.evaluate_only:
-            return
-        if options.resume and options.overwrite:
-            raise ConfigError("--resume and --overwrite contradict each other; pass one")
-        batch, world = self.cfg["dataset"]["batch_size"], get_world_size()
-        if batch % world:
-            raise ConfigError(
-                f"dataset.batch_size={batch} is the global batch and must be a multiple of the {world} processes"
-            )
-        steps = self._steps_to_run(options)
-        if options.overwrite:
-            if is_main_process():
-                for folder in sorted(self.output.glob("step_*")):
-                    if folder.name.removeprefix("step_").isdigit() and int(folder.name[5:]) >= steps[0]:
-                        shutil.rmtree(folder)
-                shutil.rmtree(self.output / "feature_cache", ignore_errors=True)
-                for name in ("results.json", "results.md"):  # rebuilt from the step records after each step
-                    (self.output / name).unlink(missing_ok=True)
-                if steps[0] == 0:
-                    shutil.rmtree(self.output / "tensorboard", ignore_errors=True)
-            barrier()
-            return
-        if options.resume:
-            self._check_resumed_config()
-            return
-        done = [k for k in steps if _ckpt(self.output, k).is_file()]
-        if done:
-            raise ConfigError(
-                f"{self.output} already holds step {done[0]} ({_ckpt(self.output, done[0])}); "
-                "pass --resume to continue the run, --overwrite to train again, or another --output"
-            )
-
-    def _check_resumed_config(self) -> None:
-        """``--resume`` continues the run in the output folder: its saved config must be this one."""
-        saved = self.output / "config.yaml"
-        if not saved.is_file():
-            return
-        try:
-            old = yaml.safe_load(saved.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"cannot read the saved config {saved}: {exc}") from None
-        changed = config_differences(old, self.cfg, _RESUME_IGNORED)
-        if changed:
-            shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
-            raise ConfigError(
-                f"--resume: {self.output} was run with another config ({saved}): {shown}; resume with the "
-                "config it was started with, or pass --overwrite to train again, or another --output"
-            )
+        if not options.evaluate_only:
+            if options.resume and options.overwrite:
+                raise ConfigError("--resume and --overwrite contradict each other; pass one")
+            batch, world = self.cfg["dataset"]["batch_size"], get_world_size()
+            if batch % world:
+                raise ConfigError(
+                    f"dataset.batch_size={batch} is the global batch and must be a multiple of the {world} processes"
+                )
+            steps = self._steps_to_run(options)
+            if options.overwrite:
+                self.folder.clear_from(steps[0])
+            elif options.resume:
+                self.folder.check_resumed_config(self.cfg)
+            else:
+                self.folder.refuse_finished(steps)
+        self.train_records, self.test_records = self._load_meta()
 
     def run(self, options: RunOptions) -> dict[str, Any]:
         """Train (and evaluate) the steps asked for; return the results dict. Call :meth:`prepare` first."""
@@ -256,22 +204,22 @@ class IncrementalRun:
         if steps[0] > 0:
             self._load_step(steps[0] - 1)
         for step in steps:
-            if options.resume and self._finished(step):
+            if options.resume and self.folder.finished(step):
                 LOGGER.info("step %d already finished: skipping (--resume)", step)
                 self._load_step(step)
                 continue
             self._run_step(step, resume=options.resume)
-        return self._write_results(max(self._last_contiguous_step(), steps[-1]))
+        return self._write_results(max(self.folder.last_contiguous_step(), steps[-1]))
 
     def _run_step(self, step: int, resume: bool) -> None:
-        step_dir = self.output / f"step_{step}"
+        step_dir = self.folder.step_dir(step)
         new = self.steps[step]
         if step > 0:
-            LOGGER.info("step %d starts from %s", step, _ckpt(self.output, step - 1))
+            LOGGER.info("step %d starts from %s", step, self.folder.ckpt(step - 1))
         self.state.classes = [c for c in self.state.classes if c not in new] + new
-        seed_everything(self.cfg["seed"] + 1000 * step)  # new classifier rows: same init however the run started
+        seed_everything(derive_seed(self.cfg["seed"], "step", step))  # new class-head rows: same however started
         self.model.grow_classes(len(self.state.classes))
-        if not _ckpt(self.output, step).is_file() or not resume:
+        if not self.folder.ckpt(step).is_file() or not resume:
             self._train(step, step_dir, resume)
         else:
             self._load_step(step)
@@ -316,19 +264,22 @@ class IncrementalRun:
             self.state.normal_scores.update(normal_score_statistics(records))
             LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
         if is_main_process():
-            save_checkpoint(_ckpt(self.output, step), {**self._payload(step), "model": self.model.state_dict()})
+            save_checkpoint(self.folder.ckpt(step), {**self._payload(step), "model": self.model.state_dict()})
             last.unlink(missing_ok=True)
         barrier()
 
     def _maybe_cache(self, dataset: RGBDDataset):
         tcfg, dcfg = self.cfg["trainer"], self.cfg["dataset"]
-        if tcfg["feature_cache"] == "off" or tcfg["hflip_prob"] > 0:
+        if tcfg["feature_cache"] == "off":
             return dataset, False
         backbone = next(e for e in self.cfg["model"]["net"] if e.get("name") == "backbone")
 
+        xyz_of = {r["filename"]: r["xyzname"] for r in dataset.records}
+
         def key(filename: str, class_id: int) -> str:
+            files = [Path(dcfg["root"]) / filename, Path(dcfg["root"]) / xyz_of[filename]]
             return cache_key(dcfg["root"], filename, class_id, backbone, dcfg["image_size"],
-                             self.cfg["model"]["modalities"])
+                             self.cfg["model"]["modalities"], files)
 
         cached = build_feature_cache(
             self.model, dataset, self.device, dcfg["eval_batch_size"], dcfg["workers"], tcfg["feature_cache"],
@@ -356,7 +307,7 @@ class IncrementalRun:
 
     def _write_results(self, last_step: int, log_table: bool = True) -> dict[str, Any]:
         """Rebuild results.json/md from the step records 0..last_step (after every step and at the end)."""
-        records = [read_step_record(self.output / f"step_{k}" / "metrics.json") for k in range(last_step + 1)]
+        records = [read_step_record(self.folder.metrics(k)) for k in range(last_step + 1)]
         results = build_results(records)
         if is_main_process():
             write_results(self.output, results)
@@ -367,7 +318,7 @@ class IncrementalRun:
     def evaluate_checkpoint(self, step: int | None) -> dict[str, Any]:
         """``--evaluate``: re-evaluate a finished step's checkpoint on every class it has seen."""
         if step is None:
-            finished = [k for k in range(len(self.steps)) if _ckpt(self.output, k).is_file()]
+            finished = [k for k in range(len(self.steps)) if self.folder.ckpt(k).is_file()]
             if not finished:
                 raise ConfigError(f"--evaluate: no finished step in {self.output}; train first")
             step = finished[-1]
@@ -375,6 +326,6 @@ class IncrementalRun:
         per_class = self._evaluate_seen(None)
         record = step_record(step, self.steps[step], per_class)
         if is_main_process():
-            atomic_write_json(self.output / f"step_{step}" / "metrics_evaluate.json", record)
+            atomic_write_json(self.folder.step_dir(step) / "metrics_evaluate.json", record)
             LOGGER.info("evaluation of step %d:\n%s", step, format_final_table(build_results([record])))
         return record

@@ -5,9 +5,10 @@ The run folder's ``config.yaml`` rebuilds the network; the step's ``ckpt.pth`` i
 held-out normal scores of every class (:mod:`engine.calibration`). The backbone is built without
 pretrained weights: the checkpoint holds them, so no hub and no weight package is needed.
 
-No class label is needed: the predicted class is the object classifier's (the conditioners' heads,
-softmax averaged over the modalities; IB fusion's teacher head without a conditioner), and it picks
-the threshold of that class.
+No class label is needed: the predicted class is the prototype router's with class adapters (the
+class whose adapters scored the input), else the object classifier's (the conditioners' heads,
+softmax averaged over the modalities; IB fusion's teacher head without a conditioner); it picks the
+threshold of that class.
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def score_batch(run: TrainedRun, images: torch.Tensor, depths: torch.Tensor | No
 
     Returns:
         ``"map"`` ``(B, S, S)`` float32 fused anomaly maps, ``"score"`` ``(B,)`` image scores, ``"score_<m>"``
-        per modality, and (with a class head) ``"class_index"`` ``(B,)`` and ``"class_probability"`` ``(B,)``.
+        per modality, and ``"class_index"`` ``(B,)``: the router's class with class adapters, else (with a class
+        head) the most probable class, with its ``"class_probability"`` ``(B,)``.
     """
     device = next(run.model.parameters()).device
     outputs = run.model(images.to(device), None if depths is None else depths.to(device))
@@ -150,7 +152,9 @@ def score_batch(run: TrainedRun, images: torch.Tensor, depths: torch.Tensor | No
         if f"image_score_{modality}" in outputs:
             scores[f"score_{modality}"] = outputs[f"image_score_{modality}"].float().cpu().numpy()
     probabilities = _class_probabilities(outputs, run.model.modalities)
-    if probabilities is not None:
+    if "route" in outputs:  # class adapters: the class whose adapters scored the input (no probability)
+        scores["class_index"] = outputs["route"].cpu().numpy()
+    elif probabilities is not None:
         best = probabilities.max(dim=1)
         scores["class_index"] = best.indices.cpu().numpy()
         scores["class_probability"] = best.values.cpu().numpy()
@@ -174,7 +178,7 @@ def check_thresholds(run: TrainedRun, threshold: float | None, quantile: float) 
             f"{run.checkpoint} holds no held-out normal scores for {', '.join(missing)} (a checkpoint written before "
             "thresholds were stored, or trained with trainer.val_fraction: 0): pass --threshold"
         )
-    if not any(isinstance(module, GrowingClassifier) for module in run.model.modules()):
+    if run.model.router is None and not any(isinstance(m, GrowingClassifier) for m in run.model.modules()):
         raise CheckpointError(f"the model of {run.checkpoint} has no class head to pick a class's threshold: "
                               "pass --threshold")
 

@@ -19,7 +19,7 @@ import numpy as np
 from utils.errors import CheckpointError
 from utils.fileio import atomic_write_json, atomic_write_text
 from utils.metrics import forgetting_measure
-from utils.results import format_results_markdown
+from utils.tables import format_results_markdown
 
 __all__ = ["step_record", "read_step_record", "build_results", "write_results"]
 

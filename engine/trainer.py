@@ -11,12 +11,10 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -29,8 +27,9 @@ from engine.regularizers import Regularizer
 from utils.dist import get_rank, get_world_size, is_main_process
 from utils.errors import IUMADError
 from utils.optimizer import build_optimizer, build_scheduler
+from utils.seeding import derive_seed, seed_everything
 
-__all__ = ["TrainingError", "StepSpec", "train_step", "seed_everything"]
+__all__ = ["TrainingError", "StepSpec", "StepTrainer", "train_step"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -60,20 +59,9 @@ class StepSpec:
     step_dir: Path
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _forward(model: nn.Module, batch: dict[str, Any], device: torch.device, uses_cache: bool, hflip: float):
+def _forward(model: nn.Module, batch: dict[str, Any], device: torch.device, uses_cache: bool):
     image = batch["image"].to(device, non_blocking=True)
     depth = batch["depth"].to(device, non_blocking=True)
-    if hflip > 0:
-        flip = torch.rand(image.shape[0], device=device) < hflip
-        image = torch.where(flip[:, None, None, None], image.flip(-1), image)
-        depth = torch.where(flip[:, None, None, None], depth.flip(-1), depth)
     class_ids = batch["class_id"].to(device, non_blocking=True)  # chooses the class adapters, when there are any
     if uses_cache:
         feats = {m: f.to(device, non_blocking=True) for m, f in batch["features"].items()}
@@ -104,12 +92,125 @@ def _validation_loss(model: nn.Module, criterion, loader, device, uses_cache: bo
     model.eval()
     total, count = 0.0, 0
     for batch in loader:
-        outputs = _forward(model, batch, device, uses_cache, 0.0)
+        outputs = _forward(model, batch, device, uses_cache)
         losses = criterion(outputs, {"class_id": batch["class_id"].to(device)})
         total += losses.get("fusion", losses["total"]).item()
         count += 1
     model.train()
     return total / max(count, 1)
+
+
+class StepTrainer:
+    """The epochs of one step, each part a method: loaders, one epoch, model selection, within-step checkpoints.
+
+    Args:
+        model: the unwrapped model, trained in place.
+        criterion: ``(outputs, batch) -> dict`` of named losses with ``total``.
+        regularizer: already ``begin_step``-ed for this step.
+        spec: what to train.
+        cfg: the resolved config.
+        device: this process's device.
+        writer: TensorBoard writer on rank 0, else None.
+        checkpoint_extra: ``() -> dict`` of run-level entries added to every within-step checkpoint.
+    """
+
+    def __init__(self, model: nn.Module, criterion, regularizer: Regularizer, spec: StepSpec, cfg: dict,
+                 device: torch.device, writer, checkpoint_extra) -> None:
+        self.model, self.criterion, self.regularizer, self.spec = model, criterion, regularizer, spec
+        self.cfg, self.tcfg, self.device, self.writer = cfg, cfg["trainer"], device, writer
+        self.checkpoint_extra = checkpoint_extra
+        self.optimizer = build_optimizer(model, self.tcfg, spec.index)
+        self.scheduler = build_scheduler(self.optimizer, self.tcfg["scheduler"], spec.epochs)
+        self.start_epoch, self.best = 0, None
+
+    def restore(self, resume: dict[str, Any]) -> None:
+        """Continue from a ``last.pth`` payload: weights, optimizer, schedule, epoch, best so far."""
+        self.model.load_state_dict(resume["model"])
+        self.optimizer.load_state_dict(resume["optimizer"])
+        self.scheduler.load_state_dict(resume["scheduler"])
+        self.start_epoch, self.best = resume["epoch"], resume.get("best")
+        LOGGER.info("step %d: resumed at epoch %d/%d", self.spec.index, self.start_epoch, self.spec.epochs)
+
+    def _train_loader(self):
+        dcfg, world = self.cfg["dataset"], get_world_size()
+        return build_loader(
+            self.spec.train_set,
+            batch_size=max(1, dcfg["batch_size"] // world),  # dataset.batch_size is the global batch
+            workers=0 if self.spec.uses_cache else dcfg["workers"],
+            shuffle=True,
+            seed=derive_seed(self.cfg["seed"], "step", self.spec.index),
+            distributed=world > 1,
+            drop_last=len(self.spec.train_set) >= 2 * dcfg["batch_size"],
+        )
+
+    def _seed_epoch(self, loader, epoch: int) -> None:
+        seed, step = self.cfg["seed"], self.spec.index
+        seed_everything(derive_seed(seed, "epoch", step, epoch, get_rank()))
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        if hasattr(loader, "generator") and loader.generator is not None:
+            loader.generator.manual_seed(derive_seed(seed, "shuffle", step, epoch))
+
+    def _train_epoch(self, net: nn.Module, loader, epoch: int) -> dict[str, float]:
+        """One pass over the loader; returns the mean of every loss term."""
+        spec, sums = self.spec, {}
+        bar = tqdm(loader, desc=f"step {spec.index} epoch {epoch + 1}/{spec.epochs}", leave=False,
+                   disable=not is_main_process())
+        for iteration, batch in enumerate(bar):
+            outputs = _forward(net, batch, self.device, spec.uses_cache)
+            losses = self.criterion(outputs, {"class_id": batch["class_id"].to(self.device)})
+            _check_finite(losses, spec.index, epoch, iteration)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            self.regularizer.before_optimizer_step(self.model)
+            if self.tcfg["clip_grad_norm"]:
+                trainable = [p for p in self.model.parameters() if p.requires_grad]
+                nn.utils.clip_grad_norm_(trainable, self.tcfg["clip_grad_norm"])
+            self.optimizer.step()
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value.item()
+            bar.set_postfix({k: f"{v / (iteration + 1):.4f}" for k, v in sums.items()})
+        return {k: v / max(len(loader), 1) for k, v in sums.items()}
+
+    def _select(self, val_loader, epoch: int) -> None:
+        """Keep this epoch's weights when their held-out loss is the lowest so far (``trainer.select: val``)."""
+        val_loss = _validation_loss(self.model, self.criterion, val_loader, self.device, self.spec.uses_cache)
+        if self.best is None or val_loss < self.best["loss"]:
+            self.best = {"loss": val_loss, "epoch": epoch + 1, "model": copy.deepcopy(self.model.state_dict())}
+
+    def _save_last(self, epoch: int) -> None:
+        """``last.pth`` every ``trainer.save_every_epochs`` epochs (not after the last: ``ckpt.pth`` follows)."""
+        every = self.tcfg["save_every_epochs"]
+        if every and (epoch + 1) % every == 0 and epoch + 1 < self.spec.epochs and is_main_process():
+            save_checkpoint(
+                self.spec.step_dir / "last.pth",
+                {**self.checkpoint_extra(), "model": self.model.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "epoch": epoch + 1, "best": self.best},
+            )
+
+    def run(self) -> None:
+        """Train the remaining epochs; end on the selected epoch's weights under ``trainer.select: val``."""
+        model, spec = self.model, self.spec
+        net = DistributedDataParallel(model, find_unused_parameters=True) if get_world_size() > 1 else model
+        loader = self._train_loader()
+        val_loader = None
+        if spec.val_set is not None:
+            val_loader = build_loader(spec.val_set, self.cfg["dataset"]["eval_batch_size"], 0, shuffle=False, seed=0)
+        model.train()
+        for epoch in range(self.start_epoch, spec.epochs):
+            self._seed_epoch(loader, epoch)
+            means = self._train_epoch(net, loader, epoch)
+            self.scheduler.step()
+            self.regularizer.after_epoch(model)
+            _log_epoch(self.writer, spec, epoch, means, self.optimizer.param_groups[0]["lr"])
+            if val_loader is not None:
+                self._select(val_loader, epoch)
+            self._save_last(epoch)
+        if self.best is not None:
+            LOGGER.info("step %d: selected epoch %d by held-out training normals (loss %.5f)",
+                        spec.index, self.best["epoch"], self.best["loss"])
+            model.load_state_dict(self.best["model"])
 
 
 def train_step(
@@ -123,85 +224,11 @@ def train_step(
     resume: dict[str, Any] | None,
     checkpoint_extra,
 ) -> None:
-    """Train ``model`` (unwrapped) for one step, in place.
-
-    Args:
-        criterion: ``(outputs, batch) -> dict`` of named losses with ``total``.
-        regularizer: already ``begin_step``-ed for this step.
-        spec: what to train.
-        cfg: the resolved config.
-        writer: TensorBoard writer on rank 0, else None.
-        resume: a ``last.pth`` payload to continue from, or None.
-        checkpoint_extra: ``() -> dict`` of run-level entries added to every within-step checkpoint.
-    """
-    tcfg = cfg["trainer"]
-    optimizer = build_optimizer(model, tcfg, spec.index)
-    scheduler = build_scheduler(optimizer, tcfg["scheduler"], spec.epochs)
-    start_epoch, best = 0, None
+    """Train ``model`` (unwrapped) for one step, in place, with a :class:`StepTrainer` (``resume``: ``last.pth``)."""
+    trainer = StepTrainer(model, criterion, regularizer, spec, cfg, device, writer, checkpoint_extra)
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        start_epoch, best = resume["epoch"], resume.get("best")
-        LOGGER.info("step %d: resumed at epoch %d/%d", spec.index, start_epoch, spec.epochs)
-    world = get_world_size()
-    net = DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
-    dcfg = cfg["dataset"]
-    per_rank_batch = max(1, dcfg["batch_size"] // world)  # dataset.batch_size is the global batch
-    loader = build_loader(
-        spec.train_set,
-        batch_size=per_rank_batch,
-        workers=0 if spec.uses_cache else dcfg["workers"],
-        shuffle=True,
-        seed=cfg["seed"] + 1000 * spec.index,
-        distributed=world > 1,
-        drop_last=len(spec.train_set) >= 2 * dcfg["batch_size"],
-    )
-    val_loader = None
-    if spec.val_set is not None:
-        val_loader = build_loader(spec.val_set, dcfg["eval_batch_size"], 0, shuffle=False, seed=0)
-    model.train()
-    for epoch in range(start_epoch, spec.epochs):
-        seed_everything(cfg["seed"] + 1000 * spec.index + 7919 * epoch + get_rank())
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
-        if hasattr(loader, "generator") and loader.generator is not None:
-            loader.generator.manual_seed(cfg["seed"] + 1000 * spec.index + epoch)
-        sums: dict[str, float] = {}
-        bar = tqdm(loader, desc=f"step {spec.index} epoch {epoch + 1}/{spec.epochs}", leave=False,
-                   disable=not is_main_process())
-        for iteration, batch in enumerate(bar):
-            outputs = _forward(net, batch, device, spec.uses_cache, tcfg["hflip_prob"])
-            losses = criterion(outputs, {"class_id": batch["class_id"].to(device)})
-            _check_finite(losses, spec.index, epoch, iteration)
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            regularizer.before_optimizer_step(model)
-            if tcfg["clip_grad_norm"]:
-                nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], tcfg["clip_grad_norm"])
-            optimizer.step()
-            for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + value.item()
-            bar.set_postfix({k: f"{v / (iteration + 1):.4f}" for k, v in sums.items()})
-        scheduler.step()
-        regularizer.after_epoch(model)
-        means = {k: v / max(len(loader), 1) for k, v in sums.items()}
-        _log_epoch(writer, spec, epoch, means, optimizer.param_groups[0]["lr"])
-        if val_loader is not None:
-            val_loss = _validation_loss(model, criterion, val_loader, device, spec.uses_cache)
-            if best is None or val_loss < best["loss"]:
-                best = {"loss": val_loss, "epoch": epoch + 1, "model": copy.deepcopy(model.state_dict())}
-        every = tcfg["save_every_epochs"]
-        if every and (epoch + 1) % every == 0 and epoch + 1 < spec.epochs and is_main_process():
-            save_checkpoint(
-                spec.step_dir / "last.pth",
-                {**checkpoint_extra(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best": best},
-            )
-    if best is not None:
-        LOGGER.info("step %d: selected epoch %d by held-out training normals (loss %.5f)",
-                    spec.index, best["epoch"], best["loss"])
-        model.load_state_dict(best["model"])
+        trainer.restore(resume)
+    trainer.run()
 
 
 def _log_epoch(writer, spec: StepSpec, epoch: int, means: dict[str, float], lr: float) -> None:

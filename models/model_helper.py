@@ -21,6 +21,7 @@ from torch import nn
 from models.class_adapters import PrototypeRouter
 from models.feature_norm import FeatureStandardizer
 from models.ib_iumad import IBIUMAD, MODALITIES
+from utils.config import SCHEMA, schema_choices, schema_defaults
 from utils.errors import ConfigError
 
 __all__ = ["build_model", "REGISTRY"]
@@ -40,10 +41,10 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "models.discriminator.Discriminator": ("models.discriminator", "Discriminator"),
 }
 
-_MODEL_KEYS = {"modalities", "condition", "fusion", "net", "jitter", "feature_norm", "class_adapter_rank"}
-_FEATURE_NORMS = ("none", "standardize")
+_MODEL_KEYS = set(SCHEMA["model"])
+_FEATURE_NORMS = schema_choices("model.feature_norm")
 _ENTRY_KEYS = {"name", "type", "kwargs", "prev", "frozen"}
-_JITTER_DEFAULTS = {"scale": 20.0, "prob": 1.0}
+_JITTER_DEFAULTS = schema_defaults("model.jitter")
 # Roles with a fixed entry name; the conditioner and the fusion are the entries named by the switches.
 _FIXED_ROLES = ("backbone", "neck", "reconstruction", "discriminator")
 _SWITCH_TYPES = {
@@ -188,12 +189,94 @@ def _jitter(value: Any) -> dict[str, float]:
     return jitter
 
 
+def _switches(model_cfg: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The validated switches of the ``model`` section (modalities, condition, fusion, jitter, norm, adapters)."""
+    switches = {
+        "modalities": _modalities(model_cfg.get("modalities")),
+        "condition": _select(entries, "condition", model_cfg.get("condition", "none"), allow_none=True),
+        "fusion": _select(entries, "fusion", model_cfg.get("fusion"), allow_none=False),
+        "jitter": _jitter(model_cfg.get("jitter")),
+        "feature_norm": model_cfg.get("feature_norm", "none"),
+        "adapter_rank": model_cfg.get("class_adapter_rank", 0),
+    }
+    if switches["feature_norm"] not in _FEATURE_NORMS:
+        raise ConfigError(f"model.feature_norm: '{switches['feature_norm']}' is not one of {list(_FEATURE_NORMS)}")
+    rank = switches["adapter_rank"]
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
+        raise ConfigError(f"model.class_adapter_rank: expected an integer >= 0, got {rank!r}")
+    return switches
+
+
+def _build_frozen_part(entries: Mapping[str, Mapping[str, Any]], image_size: int) -> tuple[nn.Module, nn.Module]:
+    """The backbone (always frozen) and the neck, checked against the image size."""
+    backbone_entry = entries["backbone"]
+    if backbone_entry.get("frozen", True) is not True:
+        raise ConfigError("model.net entry 'backbone': the backbone is always frozen; set `frozen: true`")
+    backbone = _instantiate(backbone_entry, {})
+    neck_entry = entries["neck"]
+    _check_prev(neck_entry, "backbone")
+    neck = _instantiate(neck_entry, {"in_channels": backbone.channels, "in_strides": backbone.strides})
+    _apply_frozen(neck_entry, neck)
+    coarsest = max([*backbone.strides, neck.stride])
+    if image_size <= 0 or image_size % coarsest:
+        raise ConfigError(f"image_size {image_size} must be a positive multiple of {coarsest} (the coarsest stride)")
+    return backbone, neck
+
+
+def _build_reconstructions(
+    entries: Mapping[str, Mapping[str, Any]], neck: nn.Module, image_size: int, switches: dict, num_classes: int
+) -> dict[str, nn.Module]:
+    """One reconstruction network (MRN) per modality, with class adapters when asked for."""
+    entry = entries["reconstruction"]
+    _check_prev(entry, "neck")
+    derived = {"in_channels": neck.out_channels, "feature_size": neck.output_size(image_size)}
+    if switches["adapter_rank"]:
+        derived |= {"class_adapter_rank": switches["adapter_rank"], "num_classes": num_classes}
+    reconstructions = {}
+    for modality in switches["modalities"]:
+        reconstructions[modality] = _instantiate(entry, derived)
+        _apply_frozen(entry, reconstructions[modality])
+    return reconstructions
+
+
+def _build_conditioner(
+    entries: Mapping[str, Mapping[str, Any]], switches: dict, first: nn.Module, neck: nn.Module, image_size: int,
+    num_classes: int,
+) -> nn.Module | None:
+    """The object-aware conditioner (Mamba decoder or ViT) sized to the reconstruction networks, or None."""
+    if switches["condition"] is None:
+        return None
+    entry = entries[switches["condition"]]
+    conditioner = _instantiate(
+        entry,
+        {
+            "modalities": list(switches["modalities"]),
+            "image_size": image_size,
+            "patch_size": neck.stride,
+            "cond_dim": first.hidden_dim,
+            "num_cond_layers": first.num_encoder_layers,
+            "num_classes": num_classes,
+        },
+    )
+    _apply_frozen(entry, conditioner)
+    return conditioner
+
+
+def _build_fusion(entries: Mapping[str, Mapping[str, Any]], switches: dict, neck: nn.Module, num_classes: int):
+    entry = entries[switches["fusion"]]
+    _check_prev(entry, "reconstruction")
+    channels = [neck.out_channels] * len(switches["modalities"])
+    fusion = _instantiate(entry, {"in_channels": channels, "num_classes": num_classes})
+    _apply_frozen(entry, fusion)
+    return fusion
+
+
 def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int) -> IBIUMAD:
     """Build the network described by the ``model:`` config section (the config is not modified).
 
     Args:
         model_cfg: the ``model`` mapping (``modalities``, ``condition``, ``fusion``, ``net``, ``jitter``,
-            ``feature_norm``).
+            ``feature_norm``, ``class_adapter_rank``).
         image_size: side ``S`` of the square input images.
         num_classes: number of object classes the class heads start with.
 
@@ -210,82 +293,31 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
         raise ConfigError(f"model: unknown keys {unknown}; valid: {sorted(_MODEL_KEYS)}")
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-    modalities = _modalities(model_cfg.get("modalities"))
     entries = _index_entries(model_cfg.get("net"))
     missing = [role for role in _FIXED_ROLES if role not in entries]
     if missing:
         raise ConfigError(f"model.net lacks the entries {missing}; present: {list(entries)}")
-    condition = _select(entries, "condition", model_cfg.get("condition", "none"), allow_none=True)
-    fusion_name = _select(entries, "fusion", model_cfg.get("fusion"), allow_none=False)
-    jitter = _jitter(model_cfg.get("jitter"))
-    feature_norm = model_cfg.get("feature_norm", "none")
-    if feature_norm not in _FEATURE_NORMS:
-        raise ConfigError(f"model.feature_norm: '{feature_norm}' is not one of {list(_FEATURE_NORMS)}")
-    adapter_rank = model_cfg.get("class_adapter_rank", 0)
-    if not isinstance(adapter_rank, int) or isinstance(adapter_rank, bool) or adapter_rank < 0:
-        raise ConfigError(f"model.class_adapter_rank: expected an integer >= 0, got {adapter_rank!r}")
-    adapters = {"class_adapter_rank": adapter_rank, "num_classes": num_classes} if adapter_rank else {}
-
-    backbone_entry = entries["backbone"]
-    if backbone_entry.get("frozen", True) is not True:
-        raise ConfigError("model.net entry 'backbone': the backbone is always frozen; set `frozen: true`")
-    backbone = _instantiate(backbone_entry, {})
-
-    neck_entry = entries["neck"]
-    _check_prev(neck_entry, "backbone")
-    neck = _instantiate(neck_entry, {"in_channels": backbone.channels, "in_strides": backbone.strides})
-    _apply_frozen(neck_entry, neck)
-    coarsest = max([*backbone.strides, neck.stride])
-    if image_size <= 0 or image_size % coarsest:
-        raise ConfigError(f"image_size {image_size} must be a positive multiple of {coarsest} (the coarsest stride)")
-    feature_size = neck.output_size(image_size)
-
-    recon_entry = entries["reconstruction"]
-    _check_prev(recon_entry, "neck")
-    reconstructions = {}
-    for modality in modalities:
-        reconstructions[modality] = _instantiate(
-            recon_entry, {"in_channels": neck.out_channels, "feature_size": feature_size, **adapters}
-        )
-        _apply_frozen(recon_entry, reconstructions[modality])
+    switches = _switches(model_cfg, entries)
+    modalities = switches["modalities"]
+    # Built in this order (the order of their random initialisation): backbone, neck, MRNs, conditioner, fusion.
+    backbone, neck = _build_frozen_part(entries, image_size)
+    reconstructions = _build_reconstructions(entries, neck, image_size, switches, num_classes)
     first = reconstructions[modalities[0]]
-
-    conditioner = None
-    if condition is not None:
-        cond_entry = entries[condition]
-        conditioner = _instantiate(
-            cond_entry,
-            {
-                "modalities": list(modalities),
-                "image_size": image_size,
-                "patch_size": neck.stride,
-                "cond_dim": first.hidden_dim,
-                "num_cond_layers": first.num_encoder_layers,
-                "num_classes": num_classes,
-            },
-        )
-        _apply_frozen(cond_entry, conditioner)
-
-    fusion_entry = entries[fusion_name]
-    _check_prev(fusion_entry, "reconstruction")
-    fusion = _instantiate(
-        fusion_entry, {"in_channels": [neck.out_channels] * len(modalities), "num_classes": num_classes}
-    )
-    _apply_frozen(fusion_entry, fusion)
-
-    discriminator = _instantiate(entries["discriminator"], {})
+    conditioner = _build_conditioner(entries, switches, first, neck, image_size, num_classes)
+    fusion = _build_fusion(entries, switches, neck, num_classes)
+    channels = neck.out_channels
     return IBIUMAD(
         backbone=backbone,
         neck=neck,
         reconstructions=reconstructions,
         fusion=fusion,
-        discriminator=discriminator,
+        discriminator=_instantiate(entries["discriminator"], {}),
         modalities=modalities,
         image_size=image_size,
         num_classes=num_classes,
         conditioner=conditioner,
-        jitter_scale=jitter["scale"],
-        jitter_prob=jitter["prob"],
-        feature_norm=FeatureStandardizer(modalities, neck.out_channels) if feature_norm == "standardize" else None,
-        router=PrototypeRouter(neck.out_channels * len(modalities), num_classes) if adapter_rank else None,
+        jitter_scale=switches["jitter"]["scale"],
+        jitter_prob=switches["jitter"]["prob"],
+        feature_norm=FeatureStandardizer(modalities, channels) if switches["feature_norm"] == "standardize" else None,
+        router=PrototypeRouter(channels * len(modalities), num_classes) if switches["adapter_rank"] else None,
     )

@@ -26,6 +26,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from utils.errors import ConfigError, IUMADError, report_error  # noqa: E402
 from utils.fileio import atomic_write_json, atomic_write_text  # noqa: E402
+from utils.tables import markdown_table, percent  # noqa: E402
 
 VARIANTS_DIR = REPO_ROOT / "experiments" / "_base_" / "variants"
 COLUMNS = ("i_auroc", "p_auroc", "aupro_30")
@@ -110,24 +111,19 @@ def memory_bank_reference(setting: Path, opts: list[str], record: Path) -> dict[
     return reference
 
 
-def _pct(value) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
-
-
 def comparison_markdown(table: dict[str, dict[str, dict]], setting: str, reference: dict[str, float] | None) -> str:
     """Final-step metrics and forgetting per variant × modality, and the memory-bank rows, as a markdown table."""
     header = ["variant", "modality", *(f"{c}" for c in COLUMNS), *(f"FM {c}" for c in FM_COLUMNS)]
-    lines = [f"Final step of `{setting}` (%, mean over classes; FM = forgetting, lower is better)", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for variant, cells in table.items():
-        for modality, results in cells.items():
-            row = [variant, modality, *(_pct(results["final"].get(c)) for c in COLUMNS),
-                   *(_pct(results["forgetting"].get(c)) for c in FM_COLUMNS)]
-            lines.append("| " + " | ".join(row) + " |")
-    for modality, value in (reference or {}).items():
-        row = ["memory bank (kNN, no training)", modality, _pct(value), *["–"] * (len(header) - 3)]
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [
+        [variant, modality, *(percent(results["final"].get(c)) for c in COLUMNS),
+         *(percent(results["forgetting"].get(c)) for c in FM_COLUMNS)]
+        for variant, cells in table.items()
+        for modality, results in cells.items()
+    ]
+    rows += [["memory bank (kNN, no training)", modality, percent(value), *["-"] * (len(header) - 3)]
+             for modality, value in (reference or {}).items()]
+    title = f"Final step of `{setting}` (%, mean over classes; FM = forgetting, lower is better)"
+    return "\n".join([title, "", *markdown_table(header, rows)]) + "\n"
 
 
 def plot_curves(table: dict[str, dict[str, dict]], path: Path) -> None:

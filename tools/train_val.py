@@ -19,7 +19,13 @@ if str(REPO_ROOT) not in sys.path:
 
 from engine.incremental import IncrementalRun, RunOptions  # noqa: E402
 from utils.config import config_to_yaml, load_config  # noqa: E402
-from utils.dist import cleanup_distributed, get_rank, init_distributed, is_main_process  # noqa: E402
+from utils.dist import (  # noqa: E402
+    cleanup_distributed,
+    get_rank,
+    init_distributed,
+    is_main_process,
+    is_peer_failure,
+)
 from utils.errors import IUMADError, report_error  # noqa: E402
 from utils.fileio import atomic_write_text  # noqa: E402
 from utils.logger import setup_logging  # noqa: E402
@@ -90,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         return report_error(exc)
     except PermissionError as exc:
         print(f"error: permission denied: {exc.filename or exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if not is_peer_failure(exc):
+            raise
+        # Not an "error:" line: the process that failed printed the one naming the cause.
+        print(f"stopped: another process of this run failed or hung (rank {get_rank()} ends too): "
+              f"{str(exc).splitlines()[0][:200]}", file=sys.stderr)
         return 2
     finally:
         cleanup_distributed()

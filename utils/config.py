@@ -34,6 +34,8 @@ __all__ = [
     "validate_config",
     "config_to_yaml",
     "config_differences",
+    "schema_defaults",
+    "schema_choices",
 ]
 
 REQUIRED = object()
@@ -89,7 +91,6 @@ SCHEMA: dict[str, Any] = {
         "save_every_epochs": (int, 0),
         "feature_cache": (str, "auto"),
         "feature_cache_max_gb": (_NUMBER, 8.0),
-        "hflip_prob": (_NUMBER, 0.0),
     },
     "incremental": {
         "steps": (list, REQUIRED),
@@ -136,6 +137,19 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "incremental.regularizer.gp_max_samples": (1, None),
     "evaluation.vis_per_class": (0, None),
 }
+
+
+def schema_defaults(section: str) -> dict[str, Any]:
+    """Defaults of a schema section, e.g. ``schema_defaults("criterion.weights")`` (the builders use these)."""
+    node: Any = SCHEMA
+    for part in section.split("."):
+        node = node[part]
+    return {key: copy.deepcopy(spec[1]) for key, spec in node.items() if not isinstance(spec, dict)}
+
+
+def schema_choices(key: str) -> tuple[str, ...]:
+    """Allowed values of a string switch, e.g. ``schema_choices("model.feature_norm")``."""
+    return _CHOICES[key]
 
 
 def _is_named_list(value: Any) -> bool:

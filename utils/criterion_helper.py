@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from utils.config import schema_defaults
 from utils.errors import ConfigError
 
 __all__ = ["Criterion", "build_criterion", "DEFAULT_WEIGHTS"]
 
-DEFAULT_WEIGHTS: dict[str, float] = {"rgb_ce": 1.0, "depth_ce": 1.0, "ib": 1.0, "fusion": 1.0, "ib_ce": 0.0}
+DEFAULT_WEIGHTS: dict[str, float] = schema_defaults("criterion.weights")
 
 
 def _class_ids(logits: Tensor, batch: Mapping[str, Any]) -> Tensor:

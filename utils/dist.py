@@ -8,6 +8,7 @@ answers as a single process would.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -23,7 +24,13 @@ __all__ = [
     "all_gather_objects",
     "broadcast_object",
     "select_device",
+    "TIMEOUT_ENV",
+    "is_peer_failure",
 ]
+
+#: Environment variable: seconds a collective may wait for the other processes before it fails (default 900).
+TIMEOUT_ENV = "IUMAD_DIST_TIMEOUT_S"
+_PEER_FAILURE_SIGNS = ("closed by peer", "connection reset", "timed out", "timeout", "broken pipe")
 
 
 def get_rank() -> int:
@@ -51,11 +58,26 @@ def select_device() -> torch.device:
 
 
 def init_distributed() -> torch.device:
-    """Start the process group when launched by torchrun; return this process's device."""
+    """Start the process group when launched by torchrun (or with ``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` set).
+
+    Collectives time out after ``$IUMAD_DIST_TIMEOUT_S`` seconds (900 by default): a process whose peer
+    died where nothing else notices (e.g. NCCL, no torchrun agent) fails then instead of waiting forever.
+    Returns this process's device.
+    """
     device = select_device()
     if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, 900)))
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timeout)
     return device
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective failing because another process of the run stopped or hung."""
+    if get_world_size() == 1:
+        return False
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    return isinstance(exc, RuntimeError) and any(sign in str(exc).lower() for sign in _PEER_FAILURE_SIGNS)
 
 
 def cleanup_distributed() -> None:

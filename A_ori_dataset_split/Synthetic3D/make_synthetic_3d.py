@@ -28,7 +28,9 @@ from datasets.meta import write_meta  # noqa: E402
 from datasets.synthetic import (  # noqa: E402
     CLASS_NAMES,
     DEFAULT_DEFECT_SCALE,
+    DEFAULT_GENERATION,
     DEFAULT_POSE_JITTER,
+    MIN_SIZE,
     ensure_dataset,
     make_dataset,
 )
@@ -41,23 +43,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="new or empty output folder")
-    parser.add_argument("--size", type=int, default=128, help="image side in pixels (>= 32)")
-    parser.add_argument("--train-per-class", type=int, default=30, help="training images per class")
-    parser.add_argument("--test-per-class", type=int, default=30, help="test images per class (about 1/3 good)")
-    parser.add_argument("--seed", type=int, default=0, help="generation seed (same seed -> same bytes)")
+    defaults = DEFAULT_GENERATION
+    parser.add_argument("--size", type=int, default=defaults["size"], help=f"image side in pixels (>= {MIN_SIZE})")
+    parser.add_argument("--train-per-class", type=int, default=defaults["train_per_class"],
+                        help="training images per class")
+    parser.add_argument("--test-per-class", type=int, default=defaults["test_per_class"],
+                        help="test images per class (about 1/3 good)")
+    parser.add_argument("--seed", type=int, default=defaults["seed"], help="generation seed (same seed -> same bytes)")
     parser.add_argument("--classes", nargs="+", default=None, help=f"subset of {', '.join(CLASS_NAMES)}")
     parser.add_argument("--compress", action="store_true", help="deflate-compress the xyz TIFFs")
     parser.add_argument(
         "--pose-jitter",
         type=float,
         default=DEFAULT_POSE_JITTER,
-        help="scale of the pose variation in 0..1 (0 = all objects aligned; 1 = the datasets of older versions)",
+        help="scale of the pose variation in 0..1 (0 = all objects aligned; 1: shift ±18 mm, rotation ±0.35 rad)",
     )
     parser.add_argument(
         "--defect-scale",
         type=float,
         default=DEFAULT_DEFECT_SCALE,
-        help="size factor of the defects in (0, 3] (1 = the datasets of older versions)",
+        help="size factor of the defects in (0, 3] (1: blob radius 9-14 mm, crack width 2.4 mm)",
     )
     parser.add_argument("--meta", action="store_true", help="also write train.jsonl / test.jsonl into --out")
     parser.add_argument(

@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+
+from datasets import read_meta
+from datasets.meta import write_meta
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = [["ball", "box"], ["cone"]]
@@ -79,3 +86,90 @@ def test_global_batch_not_divisible_by_processes_is_refused(runs):
     result = launch(2, "--config", config, "--output", config.parent / "odd", "--opts", "dataset.batch_size=3")
     assert result.returncode != 0
     assert "dataset.batch_size=3 is the global batch and must be a multiple of the 2 processes" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch_nodes(*args, timeout: int = 600) -> list[subprocess.CompletedProcess]:
+    """Two torchrun "machines" on loopback (static rendezvous, one process each), as README tells users."""
+    port = _free_port()
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+               "--master_addr=127.0.0.1", f"--master_port={port}", str(REPO / "tools" / "train_val.py"),
+               *map(str, args)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen(command[:3] + [f"--node_rank={r}"] + command[3:], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for r in (0, 1)]
+    results = []
+    for node in nodes:
+        out, err = node.communicate(timeout=timeout)
+        results.append(subprocess.CompletedProcess(node.args, node.returncode, out, err))
+    return results
+
+
+def test_two_nodes_on_loopback_equal_one_node_with_two_processes(runs):
+    config, _, two = runs
+    nodes = launch_nodes("--config", config, "--output", config.parent / "nodes")
+    assert [n.returncode for n in nodes] == [0, 0], nodes[0].stderr[-2000:] + nodes[1].stderr[-2000:]
+    a = json.loads((two / "results.json").read_text())
+    b = json.loads((config.parent / "nodes" / "results.json").read_text())
+    for key in ("i_auroc", "p_auroc", "aupro_30"):  # the same ranks and seeds: the same run
+        assert math.isclose(a["final"][key], b["final"][key], abs_tol=1e-6), key
+
+
+@pytest.fixture(scope="module")
+def broken_shard(runs, tiny_root, tmp_path_factory):
+    """A copy of the data whose test image 1 (rank 1's evaluation shard only) is corrupt; config and path."""
+    config, _, _ = runs
+    root = shutil.copytree(tiny_root, tmp_path_factory.mktemp("broken") / "data")
+    write_meta(root)
+    target = [r for r in read_meta(root / "test.jsonl") if r["clsname"] in STEPS[0]][1]["filename"]
+    cfg = yaml.safe_load(config.read_text())
+    cfg["dataset"]["root"] = str(root)
+    broken = config.parent / "broken.yaml"
+    broken.write_text(yaml.safe_dump(cfg))
+    return broken, root / target
+
+
+def _error_lines(results) -> list[str]:
+    """``error:`` messages of every process (another rank's progress bar may share the pipe and the line)."""
+    return [m for r in results for m in re.findall(r"(?:^|(?<=[\r\n|\]]))\s*error: [^\r\n]*", r.stderr)]
+
+
+def _manual(config: Path, output: Path) -> list[subprocess.CompletedProcess]:
+    """Two processes started by hand (RANK/WORLD_SIZE/MASTER_ADDR), no torchrun agent to stop the survivor."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port())}
+    command = [sys.executable, str(REPO / "tools" / "train_val.py"), "--config", str(config), "--output", str(output)]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in (0, 1)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return results
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "by_hand"])
+def test_a_failure_on_rank_1_ends_every_rank_and_resume_finishes(broken_shard, tmp_path, launcher):
+    config, corrupt = broken_shard
+    good = corrupt.read_bytes()
+    corrupt.write_bytes(b"not a png")
+    out = tmp_path / "out"
+    start = time.monotonic()
+    results = [launch(2, "--config", config, "--output", out)] if launcher == "torchrun" else _manual(config, out)
+    elapsed = time.monotonic() - start
+    corrupt.write_bytes(good)
+    assert all(r.returncode != 0 for r in results)
+    assert elapsed < 240  # training included; the failure itself ends every process within seconds
+    lines = _error_lines(results)
+    assert len(lines) == 1, [r.stderr[-1500:] for r in results]
+    assert "cannot be decoded" in lines[0] and str(corrupt) in lines[0]
+    assert all("Traceback" not in r.stderr for r in results) or launcher == "torchrun"
+    assert (out / "step_0" / "ckpt.pth").is_file() and not (out / "step_0" / "metrics.json").exists()
+    resumed = launch(2, "--config", config, "--output", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len(json.loads((out / "results.json").read_text())["steps"]) == len(STEPS)

@@ -207,6 +207,8 @@ def test_class_adapters_change_only_the_new_classes_adapters(tmp_path, tiny_root
     new_adapters = [k for k in set(after) - set(before) if ".up." in k]
     assert any(torch.count_nonzero(after[k]) for k in new_adapters)  # the new class's adapters did train
     assert bool(after["router.fitted"].all())
+    final = json.loads((tmp_path / "out" / "results.json").read_text())["steps"][-1]["per_class"]
+    assert all(0.0 <= metrics["routing"] <= 1.0 for metrics in final.values())  # share routed to their own class
 
 
 def test_feature_standardisation_fitted_on_base_step_normals_and_kept(tmp_path, tiny_root, make_config):

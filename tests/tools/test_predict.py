@@ -218,3 +218,19 @@ def test_single_image_input(trained_run, tiny_root, tmp_path):
     assert predict(["--run", str(trained_run), "--input", str(image), "--output", str(tmp_path / "one")]) == 0
     (row,) = _rows(tmp_path / "one")
     assert row["xyz"].endswith(f"xyz/{image.stem}.tiff") and (tmp_path / "one" / row["overlay"]).is_file()
+
+
+def test_with_class_adapters_the_router_names_the_class(tmp_path, tiny_root, make_config):
+    cfg = make_config(tiny_root, [CLASSES])
+    cfg["model"]["class_adapter_rank"] = 2
+    cfg["evaluation"]["vis_per_class"] = 0
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert train(["--config", str(tmp_path / "config.yaml"), "--output", str(tmp_path / "run")]) == 0
+    inputs = tmp_path / "inputs"
+    for name in CLASSES:
+        shutil.copytree(tiny_root / name / "test", inputs / name)
+    assert predict(["--run", str(tmp_path / "run"), "--input", str(inputs), "--output", str(tmp_path / "out")]) == 0
+    rows = _rows(tmp_path / "out")
+    accuracy = np.mean([r["class"] == Path(r["path"]).relative_to(inputs).parts[0] for r in rows])
+    assert accuracy >= 0.9, accuracy  # nearest class prototype of frozen features
+    assert {r["class_probability"] for r in rows} == {""}  # the router gives no probability

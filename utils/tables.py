@@ -1,6 +1,7 @@
-"""Results tables of an incremental run (DESIGN.md §6: ``results.md`` and the console summary).
+"""The one home of results tables: ``results.md``, the console summary, and the helpers other tables use.
 
-Both formatters read the ``results.json`` structure::
+:func:`percent` and :func:`markdown_table` format cells and tables (``tools/compare.py`` uses them too).
+Both run formatters read the ``results.json`` structure::
 
     {"classes": [class, ...],                     # in the order they were learned
      "steps": [{"step": k, "classes": [new classes of step k],
@@ -21,9 +22,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["metric_label", "format_results_markdown", "format_final_table"]
+__all__ = ["metric_label", "percent", "markdown_table", "format_results_markdown", "format_final_table"]
 
-_FUSED_LABELS = {"i_auroc": "I-AUROC", "p_auroc": "P-AUROC", "aupro_30": "AUPRO@30%", "aupro_01": "AUPRO@1%"}
+_FUSED_LABELS = {
+    "i_auroc": "I-AUROC", "p_auroc": "P-AUROC", "aupro_30": "AUPRO@30%", "aupro_01": "AUPRO@1%",
+    "routing": "routed right",  # with class adapters: test images scored by their own class's adapters
+}
 _MISSING = "-"
 
 
@@ -50,7 +54,7 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _pct(value: Any) -> str:
+def percent(value: Any) -> str:
     """A fraction as percent with one decimal; ``None`` / NaN as ``-``."""
     return _MISSING if _is_missing(value) else f"{100.0 * float(value):.1f}"
 
@@ -99,7 +103,13 @@ def _final_columns(last: Mapping[str, Any], final: Mapping[str, Any]) -> list[st
     return _order(key for key in keys if "." not in key or key.rpartition(".")[2] == "i_auroc")
 
 
-def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+def _per_class_rows(results: Mapping[str, Any], last: Mapping[str, Any], columns: list[str]) -> list[list[str]]:
+    """One row per class of the last step: the class name and its metrics of ``columns`` in percent."""
+    per_class = last["per_class"]
+    return [[cls] + [percent(per_class[cls].get(key)) for key in columns] for cls in _final_classes(results, last)]
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     """Lines of a GitHub markdown table; the first column left-aligned, the others right-aligned."""
 
     def line(cells: Sequence[str]) -> str:
@@ -138,27 +148,27 @@ def format_results_markdown(results: Mapping[str, Any]) -> str:
 
     mean_keys = _order(key for step in steps for key in step["mean"] if "." not in key)
     lines += ["## Mean over the classes seen after each step (%)", ""]
-    lines += _markdown_table(
+    lines += markdown_table(
         ["Step", "New classes", "Seen", *(metric_label(key) for key in mean_keys)],
         (
             [str(step["step"]), ", ".join(step["classes"]), str(len(step["per_class"]))]
-            + [_pct(step["mean"].get(key)) for key in mean_keys]
+            + [percent(step["mean"].get(key)) for key in mean_keys]
             for step in steps
         ),
     )
 
     columns = _final_columns(last, final)
     final_means = {**last["mean"], **final}
-    rows = [[cls] + [_pct(last["per_class"][cls].get(key)) for key in columns] for cls in _final_classes(results, last)]
-    rows.append(["**Mean**"] + [_pct(final_means.get(key)) for key in columns])
+    rows = _per_class_rows(results, last, columns)
+    rows.append(["**Mean**"] + [percent(final_means.get(key)) for key in columns])
     lines += ["", f"## Per class after the last step (step {last['step']}, %)", ""]
-    lines += _markdown_table(["Class", *(metric_label(key) for key in columns)], rows)
+    lines += markdown_table(["Class", *(metric_label(key) for key in columns)], rows)
 
     lines += ["", "## Forgetting measure FM (percentage points; lower is better, negative = improved)", ""]
     if any(not _is_missing(value) for value in forgetting.values()):
         fm_keys = _order(forgetting)
-        lines += _markdown_table(
-            ["", *(metric_label(key) for key in fm_keys)], [["FM", *(_pct(forgetting[key]) for key in fm_keys)]]
+        lines += markdown_table(
+            ["", *(metric_label(key) for key in fm_keys)], [["FM", *(percent(forgetting[key]) for key in fm_keys)]]
         )
     else:
         lines.append("No forgetting measure (it needs at least two steps).")
@@ -181,9 +191,9 @@ def format_final_table(results: Mapping[str, Any]) -> str:
     last, final, forgetting = steps[-1], results["final"], results["forgetting"]
     columns = _final_columns(last, final)
     final_means = {**last["mean"], **final}
-    rows = [[cls] + [_pct(last["per_class"][cls].get(key)) for key in columns] for cls in _final_classes(results, last)]
-    rows.append(["mean"] + [_pct(final_means.get(key)) for key in columns])
+    rows = _per_class_rows(results, last, columns)
+    rows.append(["mean"] + [percent(final_means.get(key)) for key in columns])
     if any(not _is_missing(forgetting.get(key)) for key in columns):
-        rows.append(["FM"] + [_pct(forgetting.get(key)) for key in columns])
+        rows.append(["FM"] + [percent(forgetting.get(key)) for key in columns])
     title = f"Results after step {last['step']} ({len(last['per_class'])} classes, %)"
     return "\n".join([title, *_text_table(["class", *(metric_label(key) for key in columns)], rows)])

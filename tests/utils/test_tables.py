@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from utils.results import format_final_table, format_results_markdown, metric_label
+from utils.tables import format_final_table, format_results_markdown, metric_label
 
 
 def _results():
