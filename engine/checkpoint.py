@@ -64,19 +64,27 @@ class IncrementalState:
 
 
 _NOT_ARCHITECTURE = {"pretrained", "checkpoint_path", "dropout"}  # where weights come from; training-only
+#: Model keys added after checkpoints existed, at the value that builds the network as before: left out of the
+#: fingerprint then, so older checkpoints keep loading.
+_NEUTRAL_MODEL_KEYS = {"class_adapter_rank": 0}
 
 
 def architecture_fingerprint(cfg: dict) -> str:
     """Hash of everything that shapes the network's parameters (model section and input size).
 
     Leaves out the feature jitter and the keys of :data:`_NOT_ARCHITECTURE`, so a checkpoint trained with
-    ``pretrained: true`` can be evaluated offline with ``checkpoint_path`` or ``pretrained: false``.
+    ``pretrained: true`` can be evaluated offline with ``checkpoint_path`` or ``pretrained: false``, and the
+    keys of :data:`_NEUTRAL_MODEL_KEYS` at their neutral value.
     """
     net = [
         {**entry, "kwargs": {k: v for k, v in entry.get("kwargs", {}).items() if k not in _NOT_ARCHITECTURE}}
         for entry in cfg["model"]["net"]
     ]
-    model_cfg = {**{k: v for k, v in cfg["model"].items() if k != "jitter"}, "net": net}
+    kept = {
+        k: v for k, v in cfg["model"].items()
+        if k != "jitter" and not (k in _NEUTRAL_MODEL_KEYS and v == _NEUTRAL_MODEL_KEYS[k])
+    }
+    model_cfg = {**kept, "net": net}
     key = json.dumps({"model": model_cfg, "image_size": cfg["dataset"]["image_size"]}, sort_keys=True)
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 

@@ -238,7 +238,7 @@ def _predict_batch(run: TrainedRun, batch: list[LoadedScan], report: PredictionR
         height, width = item.rgb.shape[:2]
         amap = cv2.resize(scores["map"][i], (width, height), interpolation=cv2.INTER_LINEAR)
         depth = None if item.depth is None else item.depth[0].numpy() * std + mean
-        label = f"{decision} {score:.3g} (threshold {limit:.3g}) {clsname or ''}"
+        label = f"{decision} {score:.3g} / {limit:.3g} {clsname or ''}"  # score / threshold
         vmax = 2 * limit if limit > 0 else float(max(amap.max(), 1e-6))
         row = {"class": clsname or "", "score": score, "threshold": limit, "decision": decision}
         if "class_probability" in scores:

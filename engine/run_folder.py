@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from utils.config import config_differences
+from utils.config import config_differences, validate_config
 from utils.dist import barrier, is_main_process
 from utils.errors import ConfigError
 
@@ -92,6 +92,10 @@ class RunFolder:
             old = yaml.safe_load(saved.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigError(f"cannot read the saved config {saved}: {exc}") from None
+        try:  # filled with today's defaults and without retired keys, as the config it is compared with
+            old = validate_config(old)
+        except ConfigError as exc:
+            raise ConfigError(f"the saved config {saved} is not valid any more ({exc}); pass --overwrite") from None
         changed = config_differences(old, cfg, RESUME_IGNORED)
         if changed:
             shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")

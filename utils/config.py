@@ -310,9 +310,26 @@ def _validate_section(cfg: Mapping, schema: Mapping, prefix: str) -> dict:
     return out
 
 
+#: Removed keys → the value that behaves as without them. Saved configs of older runs still hold them:
+#: dropped at that value, an error naming the key at any other.
+_RETIRED = {"trainer.hflip_prob": 0.0}
+
+
+def _drop_retired(cfg: Mapping) -> dict:
+    cfg = copy.deepcopy(dict(cfg))
+    for dotted, neutral in _RETIRED.items():
+        section, _, key = dotted.rpartition(".")
+        parent = cfg.get(section)
+        if isinstance(parent, dict) and key in parent:
+            if parent[key] != neutral:
+                raise ConfigError(f"config key '{dotted}' was removed; only {neutral!r} (no effect) is accepted")
+            del parent[key]
+    return cfg
+
+
 def validate_config(cfg: Mapping) -> dict:
     """Check ``cfg`` against :data:`SCHEMA`; return a new dict with defaults filled in."""
-    out = _validate_section(cfg, SCHEMA, "")
+    out = _validate_section(_drop_retired(cfg), SCHEMA, "")
     if out["trainer"]["select"] == "val" and out["trainer"]["val_fraction"] == 0:
         raise ConfigError("trainer.select: val needs held-out training normals: set trainer.val_fraction above 0")
     steps = out["incremental"]["steps"]

@@ -167,6 +167,8 @@ def _corner_label(image: np.ndarray, text: str, colour: tuple[int, int, int]) ->
     """Draw ``text`` on a filled black box in the top-left corner of a BGR ``image`` (in place)."""
     ascii_text = text.encode("ascii", "replace").decode("ascii")
     scale = max(0.4, image.shape[1] / 640)
+    while scale > 0.25 and cv2.getTextSize(ascii_text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > image.shape[1] - 8:
+        scale *= 0.9  # shrink until the text fits the image width
     (width, height), base = cv2.getTextSize(ascii_text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     cv2.rectangle(image, (0, 0), (width + 8, height + base + 8), (0, 0, 0), thickness=-1)
     cv2.putText(image, ascii_text, (4, height + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)

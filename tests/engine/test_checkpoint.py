@@ -27,6 +27,10 @@ def test_fingerprint_ignores_jitter_but_not_architecture():
     assert architecture_fingerprint(offline) == architecture_fingerprint(CFG)
     wider = {**CFG, "dataset": {"image_size": 128}}
     assert architecture_fingerprint(wider) != architecture_fingerprint(CFG)
+    neutral = {**CFG, "model": {**CFG["model"], "class_adapter_rank": 0}}  # a key added later, at its old network
+    assert architecture_fingerprint(neutral) == architecture_fingerprint(CFG)
+    adapted = {**CFG, "model": {**CFG["model"], "class_adapter_rank": 8}}
+    assert architecture_fingerprint(adapted) != architecture_fingerprint(CFG)
 
 
 @pytest.mark.parametrize(

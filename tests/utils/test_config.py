@@ -51,6 +51,7 @@ def test_load_config_base_chain_and_opts(tmp_path):
         ({"dataset": {"batch_size": 0}}, "'dataset.batch_size': expected a value in 1..inf, got 0"),
         ({"trainer": {"val_fraction": 1.0}}, "'trainer.val_fraction': expected a value in 0..0.9"),
         ({"trainer": {"incremental_lr": -1.0}}, "'trainer.incremental_lr': expected a value in 0..inf"),
+        ({"trainer": {"hflip_prob": 0.5}}, "config key 'trainer.hflip_prob' was removed"),
         ({"trainer": {"select": "val", "val_fraction": 0}}, "trainer.select: val needs held-out training normals"),
         ({"model": {"class_adapter_rank": -2}}, "'model.class_adapter_rank': expected a value in 0..inf"),
     ],
@@ -130,3 +131,10 @@ def test_eyecandies_configs_use_the_converters_class_folders():
 )
 def test_config_differences(new, ignore, expected):
     assert config_differences({"a": {"b": 1, "c": [1, 2]}, "d": "x"}, new, ignore) == expected
+
+
+def test_saved_config_of_an_older_run_with_a_retired_key_at_its_neutral_value_loads(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"dataset": {"name": "X", "root": "r"}, "model": {"net": []},
+                                    "trainer": {"hflip_prob": 0.0}, "incremental": {"steps": [{"classes": ["a"]}]}}))
+    assert "hflip_prob" not in load_config(path)["trainer"]
