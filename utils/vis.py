@@ -60,6 +60,14 @@ def denormalize_image(
     return np.rint(rgb * 255.0).astype(np.uint8).transpose(1, 2, 0)  # (3, H, W) -> (H, W, 3)
 
 
+def _checked_rgb(rgb: Any) -> np.ndarray:
+    """``rgb`` as an (H, W, 3) uint8 array; ValueError otherwise."""
+    rgb_arr = _to_numpy(rgb)
+    if rgb_arr.ndim != 3 or rgb_arr.shape[2] != 3 or rgb_arr.dtype != np.uint8:
+        raise ValueError(f"rgb: expected an (H, W, 3) uint8 image, found shape {rgb_arr.shape} dtype {rgb_arr.dtype}")
+    return rgb_arr
+
+
 def _scale_to_uint8(values: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
     """Map ``values`` linearly from [vmin, vmax] (default: finite min / max) to 0..255; NaN -> 0."""
     finite = np.isfinite(values)
@@ -130,10 +138,8 @@ def save_anomaly_figure(
     target = Path(path)
     if target.suffix.lower() != ".png":
         raise ValueError(f"save_anomaly_figure: expected a .png path, found {str(target)!r}")
-    rgb_arr, depth_arr = _to_numpy(rgb), _to_numpy(depth)
+    rgb_arr, depth_arr = _checked_rgb(rgb), _to_numpy(depth)
     gt_arr, map_arr = _to_numpy(gt), _to_numpy(amap).astype(np.float32)
-    if rgb_arr.ndim != 3 or rgb_arr.shape[2] != 3 or rgb_arr.dtype != np.uint8:
-        raise ValueError(f"rgb: expected an (H, W, 3) uint8 image, found shape {rgb_arr.shape} dtype {rgb_arr.dtype}")
     height, width = rgb_arr.shape[:2]
     if gt_arr.shape != (height, width):
         raise ValueError(f"gt: expected shape ({height}, {width}) like rgb, found {gt_arr.shape}")
@@ -188,9 +194,7 @@ def prediction_overlay(rgb: Any, depth: Any | None, amap: Any, label: str, anoma
     Raises:
         ValueError: wrong shapes, or ``vmax`` not positive.
     """
-    rgb_arr, map_arr = _to_numpy(rgb), _to_numpy(amap).astype(np.float64)
-    if rgb_arr.ndim != 3 or rgb_arr.shape[2] != 3 or rgb_arr.dtype != np.uint8:
-        raise ValueError(f"rgb: expected an (H, W, 3) uint8 image, found shape {rgb_arr.shape} dtype {rgb_arr.dtype}")
+    rgb_arr, map_arr = _checked_rgb(rgb), _to_numpy(amap).astype(np.float64)
     height, width = rgb_arr.shape[:2]
     if map_arr.shape != (height, width):
         raise ValueError(f"amap: expected shape ({height}, {width}) like rgb, found {map_arr.shape}")

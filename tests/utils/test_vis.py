@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.vis import IMAGENET_MEAN, IMAGENET_STD, denormalize_image, save_anomaly_figure
+from utils.vis import IMAGENET_MEAN, IMAGENET_STD, denormalize_image, prediction_overlay, save_anomaly_figure
 
 H, W = 32, 40
 TITLE_HEIGHT, GAP = 28, 4
@@ -105,3 +105,19 @@ def test_denormalize_image_inverts_imagenet_normalisation(as_tensor):
 def test_denormalize_image_rejects_hwc():
     with pytest.raises(ValueError, match=r"expected a \(3, H, W\) image, found shape \(8, 6, 3\)"):
         denormalize_image(np.zeros((8, 6, 3)))
+
+
+@pytest.mark.parametrize(("with_depth", "width"), [(False, 20), (True, 20 + 4 + 20)])
+def test_prediction_overlay_panels(with_depth, width):
+    rgb = np.zeros((16, 20, 3), dtype=np.uint8)
+    depth = np.linspace(0, 1, 8 * 10, dtype=np.float32).reshape(8, 10) if with_depth else None
+    png = prediction_overlay(rgb, depth, np.ones((16, 20)), "anomalous 1.0 / 0.5 ball", True, vmax=1.0)
+    picture = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert picture.shape == (16, width, 3)
+
+
+@pytest.mark.parametrize(("amap", "vmax", "message"), [(np.ones((3, 3)), 1.0, "amap: expected shape"),
+                                                        (np.ones((16, 20)), 0.0, "vmax must be positive")])
+def test_prediction_overlay_refusals(amap, vmax, message):
+    with pytest.raises(ValueError, match=message):
+        prediction_overlay(np.zeros((16, 20, 3), dtype=np.uint8), None, amap, "x", False, vmax)
