@@ -64,9 +64,10 @@ def profile(cfg: dict, iters: int) -> dict[str, float]:
                 totals.clear()
             image, depth = torch.randn(batch, 3, size, size), torch.randn(batch, 3, size, size)
             start = time.perf_counter()
-            outputs = model(image, depth)
+            class_ids = torch.arange(batch) % classes  # as in training: labels pick the class adapters, if any
+            outputs = model(image, depth, class_ids=class_ids)
             forward_end = time.perf_counter()
-            losses = criterion(outputs, {"class_id": torch.arange(batch) % classes})
+            losses = criterion(outputs, {"class_id": class_ids})
             loss_end = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
