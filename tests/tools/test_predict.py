@@ -234,3 +234,20 @@ def test_with_class_adapters_the_router_names_the_class(tmp_path, tiny_root, mak
     accuracy = np.mean([r["class"] == Path(r["path"]).relative_to(inputs).parts[0] for r in rows])
     assert accuracy >= 0.9, accuracy  # nearest class prototype of frozen features
     assert {r["class_probability"] for r in rows} == {""}  # the router gives no probability
+
+
+def test_an_rgb_only_model_needs_no_point_cloud(tmp_path, tiny_root, make_config):
+    cfg = make_config(tiny_root, [CLASSES])
+    cfg["model"]["modalities"] = ["rgb"]
+    cfg["evaluation"]["vis_per_class"] = 0
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert train(["--config", str(tmp_path / "config.yaml"), "--output", str(tmp_path / "run")]) == 0
+    image = sorted((tiny_root / "ball" / "test" / "good" / "rgb").glob("*.png"))[0]
+    (tmp_path / "scans").mkdir()
+    shutil.copy(image, tmp_path / "scans" / "alone.png")  # no xyz partner anywhere
+    args = ["--run", str(tmp_path / "run"), "--input", str(tmp_path / "scans"), "--output", str(tmp_path / "out")]
+    assert predict(args) == 0
+    (row,) = _rows(tmp_path / "out")
+    assert row["xyz"] == "" and "score_depth" not in {k for k, v in row.items() if v != ""}
+    overlay = cv2.imread(str(tmp_path / "out" / row["overlay"]))
+    assert overlay.shape == (64, 64, 3)  # the heat map over RGB only
