@@ -61,8 +61,11 @@ class ClassLowRankAdapter(nn.Module):
 
     def forward(self, x: Tensor, class_ids: Tensor) -> Tensor:
         """``(B, L, in)`` tokens and ``(B,)`` class indices -> ``(B, L, out)`` update."""
-        down = torch.stack(list(self.down))[class_ids]  # (B, r, in)
-        up = torch.stack(list(self.up))[class_ids]  # (B, out, r)
+        # Selected by a one-hot product, not by indexing: its backward is a matmul, so training is bit-reproducible
+        # on CPU (the backward of indexing with repeated classes accumulates in a thread-dependent order).
+        onehot = F.one_hot(class_ids, self.num_classes).to(x.dtype)  # (B, K)
+        down = (onehot @ torch.stack(list(self.down)).flatten(1)).view(-1, self.rank, self.in_features)  # (B, r, in)
+        up = (onehot @ torch.stack(list(self.up)).flatten(1)).view(-1, self.out_features, self.rank)  # (B, out, r)
         return torch.bmm(torch.bmm(x, down.transpose(1, 2)), up.transpose(1, 2))  # (B, L, r) -> (B, L, out)
 
 
