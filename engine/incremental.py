@@ -257,10 +257,10 @@ class IncrementalRun:
                     len(raw_train), spec.epochs)
         train_step(self.model, self.criterion, self.regularizer, spec, self.cfg, self.device, self.writer,
                    resume_payload, lambda: self._payload(step))
-        loader = build_loader(raw_train, self.cfg["dataset"]["eval_batch_size"], 0, shuffle=False, seed=0)
+        loader = build_loader(raw_train, batch, 0, shuffle=False, seed=0)
         self.regularizer.end_step(self.model, loader, self.device)
         if held_out is not None:
-            records = score_dataset(self.model, held_out, self.device, self.cfg["dataset"]["eval_batch_size"])
+            records = score_dataset(self.model, held_out, self.device, batch)
             self.state.normal_scores.update(normal_score_statistics(records))
             LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
         if is_main_process():

@@ -151,7 +151,7 @@ def score_batch(run: TrainedRun, images: torch.Tensor, depths: torch.Tensor | No
     for modality in run.model.modalities:
         if f"image_score_{modality}" in outputs:
             scores[f"score_{modality}"] = outputs[f"image_score_{modality}"].float().cpu().numpy()
-    probabilities = _class_probabilities(outputs, run.model.modalities)
+    probabilities = None if "route" in outputs else _class_probabilities(outputs, run.model.modalities)
     if "route" in outputs:  # class adapters: the class whose adapters scored the input (no probability)
         scores["class_index"] = outputs["route"].cpu().numpy()
     elif probabilities is not None:

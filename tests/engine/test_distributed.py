@@ -168,7 +168,8 @@ def test_a_failure_on_rank_1_ends_every_rank_and_resume_finishes(broken_shard, t
     lines = _error_lines(results)
     assert len(lines) == 1, [r.stderr[-1500:] for r in results]
     assert "cannot be decoded" in lines[0] and str(corrupt) in lines[0]
-    assert all("Traceback" not in r.stderr for r in results) or launcher == "torchrun"
+    if launcher == "by_hand":  # torchrun's agent prints its own report; our processes print no traceback
+        assert all("Traceback" not in r.stderr for r in results)
     assert (out / "step_0" / "ckpt.pth").is_file() and not (out / "step_0" / "metrics.json").exists()
     resumed = launch(2, "--config", config, "--output", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
