@@ -1,11 +1,11 @@
 """Evaluation after a step: every test image of every class seen so far, per-class metrics per map.
 
 The test set is sharded across ranks (rank r takes samples r, r + world, ...: nothing is duplicated
-or dropped when the size does not divide), each rank scores its shard, and rank 0 gathers the
-results once and computes the metrics. Metric keys: ``i_auroc``, ``p_auroc``, ``aupro_30``,
-``aupro_01`` for the fused map and the same with a ``rgb.`` / ``depth.`` prefix for the
-per-modality maps; with class adapters ``routing``, the share of test images the prototype router sent
-through their own class's adapters.
+or dropped when the size does not divide), each rank scores its shard, and rank 0 alone gathers the
+records (the other ranks never hold more than their shard) and computes the metrics. Metric keys:
+``i_auroc``, ``p_auroc``, ``aupro_30``, ``aupro_01`` for the fused map and the same with a ``rgb.`` /
+``depth.`` prefix for the per-modality maps; with class adapters ``routing``, the share of test images
+the prototype router sent through their own class's adapters.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
 from datasets import RGBDDataset, build_loader
-from utils.dist import all_gather_objects, broadcast_object, get_rank, get_world_size, is_main_process
+from utils.dist import broadcast_object, gather_objects_to_main, get_rank, get_world_size, is_main_process
 from utils.metrics import aupro, image_auroc, pixel_auroc
 from utils.vis import denormalize_image, save_anomaly_figure
 
@@ -35,7 +35,7 @@ METRICS = ("i_auroc", "p_auroc", "aupro_30", "aupro_01")
 
 @torch.no_grad()
 def score_dataset(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int) -> list[dict[str, Any]]:
-    """Score this rank's shard of ``dataset``; return one record per sample, gathered in index order.
+    """Score this rank's shard of ``dataset``; on rank 0 return one record per sample in index order, else ``[]``.
 
     Each record: ``index``, ``clsname``, ``label``, ``mask`` (H, W) uint8, and per map prefix ``p``
     (``""`` fused, ``"rgb."``, ``"depth."``): ``p + "score"`` float and ``p + "map"`` (H, W) float16; with class
@@ -64,8 +64,10 @@ def score_dataset(model: nn.Module, dataset: Dataset, device: torch.device, batc
                 record[prefix + "map"] = out[f"anomaly_map{suffix}"][i, 0].float().cpu().numpy().astype(np.float16)
             records.append(record)
             position += 1
-    gathered = [r for part in all_gather_objects(records) for r in part]
-    return sorted(gathered, key=lambda r: r["index"])
+    parts = gather_objects_to_main(records)
+    if parts is None:  # not rank 0: its shard is on rank 0 now
+        return []
+    return sorted((r for part in parts for r in part), key=lambda r: r["index"])
 
 
 def _safe(metric, name: str, clsname: str, *args, **kwargs) -> float:

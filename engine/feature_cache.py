@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
+
+from utils.dist import barrier, get_rank, get_world_size, local_world_size
 
 __all__ = ["CachedFeatureDataset", "build_feature_cache", "cache_key"]
 
@@ -73,6 +75,38 @@ def _estimate_gib(model: torch.nn.Module, sample: dict[str, Any], image_size: in
     return per_sample * 4 * count / 2**30
 
 
+def _entry(sample: dict[str, Any], feats: dict[str, torch.Tensor], i: int) -> dict[str, Any]:
+    return {**{name: sample[name][i] for name in _KEEP}, "features": {m: f[i].cpu().clone() for m, f in feats.items()}}
+
+
+def _memory_cache(model, dataset, device, batch_size: int, workers: int, show_progress: bool) -> CachedFeatureDataset:
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    samples: list[dict[str, Any]] = []
+    for batch in tqdm(loader, desc="caching backbone features", leave=False, disable=not show_progress):
+        feats = model.extract_features(batch["image"].to(device), batch["depth"].to(device))
+        samples.extend(_entry(batch, feats, i) for i in range(batch["image"].shape[0]))
+    return CachedFeatureDataset(samples=samples)
+
+
+def _write_missing(model, dataset, paths: dict[int, Path], device, batch_size: int, workers: int,
+                   show_progress: bool) -> None:
+    """Compute and atomically write the entries of ``paths`` (index → file) that are not on disk yet."""
+    todo = [i for i, path in paths.items() if not path.is_file()]
+    if not todo:
+        return
+    next(iter(paths.values())).parent.mkdir(parents=True, exist_ok=True)
+    loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, shuffle=False, num_workers=workers)
+    position = 0
+    for batch in tqdm(loader, desc="caching backbone features", leave=False, disable=not show_progress):
+        feats = model.extract_features(batch["image"].to(device), batch["depth"].to(device))
+        for i in range(batch["image"].shape[0]):
+            path = paths[todo[position]]
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(_entry(batch, feats, i), tmp)
+            tmp.replace(path)
+            position += 1
+
+
 @torch.no_grad()
 def build_feature_cache(
     model: torch.nn.Module,
@@ -88,34 +122,33 @@ def build_feature_cache(
 ) -> CachedFeatureDataset:
     """Run ``model.extract_features`` once over ``dataset``.
 
+    In memory every process holds a copy of the whole set (its sampler may draw any sample), so ``auto``
+    weighs the estimate times the processes on this machine (``LOCAL_WORLD_SIZE``). On disk the processes
+    of a run share one set of files (and the page cache): each rank writes its share (samples ``rank``,
+    ``rank + world``, ...), then, after a barrier, whatever it still cannot see (a node whose output
+    folder is not shared with the others).
+
     Args:
         model: the unwrapped IB-IUMAD model (only its frozen part runs here).
-        dataset: a step's training :class:`~datasets.RGBDDataset` (unaugmented).
+        dataset: a step's training :class:`~datasets.RGBDDataset` (unaugmented; ``records``, ``class_ids``).
         mode: ``memory``, ``disk`` or ``auto`` (memory when the estimate is below ``max_gib``).
         disk_dir: folder of the on-disk cache.
         key_fn: ``(filename, class_id) -> key`` (see :func:`cache_key`).
     """
     if mode == "auto":
-        size = _estimate_gib(model, dataset[0], dataset[0]["image"].shape[-1], len(dataset), device)
+        copies = local_world_size()
+        size = _estimate_gib(model, dataset[0], dataset[0]["image"].shape[-1], len(dataset), device) * copies
         mode = "memory" if size <= max_gib else "disk"
-        LOGGER.info("feature cache: %.2f GiB estimated -> %s", size, mode)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    samples: list[dict[str, Any]] = []
-    files: list[Path] = []
-    for batch in tqdm(loader, desc="caching backbone features", leave=False, disable=not show_progress):
-        keys = [key_fn(name, int(class_id)) for name, class_id in zip(batch["filename"], batch["class_id"])]
-        todo = mode == "memory" or not all((disk_dir / f"{k}.pt").is_file() for k in keys)
-        feats = model.extract_features(batch["image"].to(device), batch["depth"].to(device)) if todo else {}
-        for i, key in enumerate(keys):
-            sample = {name: batch[name][i] for name in _KEEP}
-            if mode == "memory":
-                samples.append({**sample, "features": {m: f[i].cpu().clone() for m, f in feats.items()}})
-                continue
-            path = disk_dir / f"{key}.pt"
-            if todo:
-                disk_dir.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                torch.save({**sample, "features": {m: f[i].cpu().clone() for m, f in feats.items()}}, tmp)
-                tmp.replace(path)
-            files.append(path)
-    return CachedFeatureDataset(samples=samples) if mode == "memory" else CachedFeatureDataset(files=files)
+        LOGGER.info("feature cache: %.2f GiB estimated (%d process(es) on this machine) -> %s", size, copies, mode)
+    if mode == "memory":
+        return _memory_cache(model, dataset, device, batch_size, workers, show_progress)
+    paths = {
+        i: disk_dir / f"{key_fn(r['filename'], dataset.class_ids[r['clsname']])}.pt"
+        for i, r in enumerate(dataset.records)
+    }
+    rank, world = get_rank(), get_world_size()
+    own = {i: path for i, path in paths.items() if i % world == rank}
+    _write_missing(model, dataset, own, device, batch_size, workers, show_progress)
+    barrier()
+    _write_missing(model, dataset, paths, device, batch_size, workers, show_progress)
+    return CachedFeatureDataset(files=[paths[i] for i in range(len(paths))])

@@ -29,7 +29,7 @@ from engine.trainer import StepSpec, train_step
 from models.class_adapters import train_only_class_adapters
 from models.model_helper import build_model
 from utils.criterion_helper import build_criterion
-from utils.dist import barrier, get_world_size, is_main_process
+from utils.dist import barrier, broadcast_object, get_world_size, is_main_process
 from utils.errors import CheckpointError, ConfigError, DataError
 from utils.fileio import atomic_write_json
 from utils.seeding import derive_seed, seed_everything
@@ -260,8 +260,8 @@ class IncrementalRun:
         loader = build_loader(raw_train, batch, 0, shuffle=False, seed=0)
         self.regularizer.end_step(self.model, loader, self.device)
         if held_out is not None:
-            records = score_dataset(self.model, held_out, self.device, batch)
-            self.state.normal_scores.update(normal_score_statistics(records))
+            records = score_dataset(self.model, held_out, self.device, batch)  # every record on rank 0 only
+            self.state.normal_scores.update(broadcast_object(normal_score_statistics(records)))
             LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
         if is_main_process():
             save_checkpoint(self.folder.ckpt(step), {**self._payload(step), "model": self.model.state_dict()})

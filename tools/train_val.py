@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from engine.incremental import IncrementalRun, RunOptions  # noqa: E402
 from utils.config import config_to_yaml, load_config  # noqa: E402
 from utils.dist import (  # noqa: E402
     cleanup_distributed,
+    gather_objects_to_main,
     get_rank,
     init_distributed,
     is_main_process,
@@ -70,6 +72,14 @@ def prepare_output(output: Path) -> None:
         raise IUMADError(f"output directory is not writable: {output}")
 
 
+def log_peak_memory() -> None:
+    """Log every rank's peak resident memory (MiB) on rank 0, so a run's log shows what each process needed."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    peaks = gather_objects_to_main(peak / (2**20 if sys.platform == "darwin" else 2**10))
+    if peaks is not None:
+        LOGGER.info("peak resident memory per rank: %s MiB", ", ".join(f"{p:.0f}" for p in peaks))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = parse_args(argv)
@@ -90,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             run.writer = SummaryWriter(str(output / "tensorboard"))
         LOGGER.info("config %s -> output %s on %s", args.config, output, device)
         run.run(options)
+        log_peak_memory()
         if run.writer is not None:
             run.writer.close()
     except IUMADError as exc:

@@ -19,9 +19,11 @@ __all__ = [
     "cleanup_distributed",
     "get_rank",
     "get_world_size",
+    "local_world_size",
     "is_main_process",
     "barrier",
     "all_gather_objects",
+    "gather_objects_to_main",
     "broadcast_object",
     "select_device",
     "TIMEOUT_ENV",
@@ -41,6 +43,11 @@ def get_rank() -> int:
 def get_world_size() -> int:
     """Number of processes (1 without a process group)."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def local_world_size() -> int:
+    """Number of processes of this run on this machine (torchrun's ``LOCAL_WORLD_SIZE``; 1 without a group)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if get_world_size() > 1 else 1
 
 
 def is_main_process() -> bool:
@@ -98,6 +105,19 @@ def all_gather_objects(obj: Any) -> list[Any]:
         return [obj]
     gathered: list[Any] = [None] * get_world_size()
     dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def gather_objects_to_main(obj: Any) -> list[Any] | None:
+    """Gather one picklable object from every rank on rank 0 only.
+
+    Returns the objects in rank order on rank 0 and ``None`` on every other rank, which so holds only its
+    own object (e.g. its evaluation shard) instead of a copy of everything.
+    """
+    if get_world_size() == 1:
+        return [obj]
+    gathered: list[Any] | None = [None] * get_world_size() if is_main_process() else None
+    dist.gather_object(obj, gathered, dst=0)
     return gathered
 
 

@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 STEPS = [["ball", "box"], ["cone"]]
 
 
-def launch(nproc: int, *args) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(REPO / "tools" / "train_val.py"), *map(str, args)]
+def launch(nproc: int, *args, script: Path = REPO / "tools" / "train_val.py") -> subprocess.CompletedProcess:
+    command = [sys.executable, str(script), *map(str, args)]
     if nproc > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                    *command[1:]]
@@ -110,14 +110,21 @@ def launch_nodes(*args, timeout: int = 600) -> list[subprocess.CompletedProcess]
     return results
 
 
-def test_two_nodes_on_loopback_equal_one_node_with_two_processes(runs):
+def test_two_nodes_on_loopback_sharing_a_disk_cache_equal_one_node_with_two_processes(runs):
     config, _, two = runs
-    nodes = launch_nodes("--config", config, "--output", config.parent / "nodes")
+    out = config.parent / "nodes"
+    nodes = launch_nodes("--config", config, "--output", out, "--opts", "trainer.feature_cache=disk")
     assert [n.returncode for n in nodes] == [0, 0], nodes[0].stderr[-2000:] + nodes[1].stderr[-2000:]
     a = json.loads((two / "results.json").read_text())
-    b = json.loads((config.parent / "nodes" / "results.json").read_text())
-    for key in ("i_auroc", "p_auroc", "aupro_30"):  # the same ranks and seeds: the same run
+    b = json.loads((out / "results.json").read_text())
+    for key in ("i_auroc", "p_auroc", "aupro_30"):  # the same ranks, seeds and features: the same run
         assert math.isclose(a["final"][key], b["final"][key], abs_tol=1e-6), key
+    # One shared file per image the steps trained on, each written whole (no temporary file left), none twice.
+    log = (out / "train_val.log").read_text()
+    trained = sum(int(n) for n in re.findall(r"step \d: training on .* \((\d+) images", log))
+    entries = list((out / "feature_cache").iterdir())
+    assert trained > 0 and len(entries) == trained and all(e.suffix == ".pt" for e in entries)
+    assert re.search(r"peak resident memory per rank: \d+, \d+ MiB", log)
 
 
 @pytest.fixture(scope="module")
@@ -139,11 +146,12 @@ def _error_lines(results) -> list[str]:
     return [m for r in results for m in re.findall(r"(?:^|(?<=[\r\n|\]]))\s*error: [^\r\n]*", r.stderr)]
 
 
-def _manual(config: Path, output: Path) -> list[subprocess.CompletedProcess]:
+def _manual(config: Path, output: Path, script: Path = REPO / "tools" / "train_val.py"
+            ) -> list[subprocess.CompletedProcess]:
     """Two processes started by hand (RANK/WORLD_SIZE/MASTER_ADDR), no torchrun agent to stop the survivor."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(_free_port())}
-    command = [sys.executable, str(REPO / "tools" / "train_val.py"), "--config", str(config), "--output", str(output)]
+    command = [sys.executable, str(script), "--config", str(config), "--output", str(output)]
     procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in (0, 1)]
     results = []
@@ -171,6 +179,48 @@ def test_a_failure_on_rank_1_ends_every_rank_and_resume_finishes(broken_shard, t
     if launcher == "by_hand":  # torchrun's agent prints its own report; our processes print no traceback
         assert all("Traceback" not in r.stderr for r in results)
     assert (out / "step_0" / "ckpt.pth").is_file() and not (out / "step_0" / "metrics.json").exists()
+    resumed = launch(2, "--config", config, "--output", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len(json.loads((out / "results.json").read_text())["steps"]) == len(STEPS)
+
+
+# tools/train_val.py with a full disk on rank 0 only, from the first write of step 1's checkpoint on.
+DISK_FULL_ON_RANK_0 = """
+import errno, os, runpy, sys
+if os.environ.get("RANK") == "0":
+    real_fsync = os.fsync
+    def fsync(fd):
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        if "step_1" in target and "ckpt.pth" in target:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+    os.fsync = fsync
+sys.argv[0] = TRAIN_VAL
+runpy.run_path(TRAIN_VAL, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "by_hand"])
+def test_a_full_disk_on_rank_0_ends_every_rank_and_resume_finishes(runs, tmp_path, launcher):
+    config, _, _ = runs
+    script = tmp_path / "train_val_disk_full.py"
+    script.write_text(f"TRAIN_VAL = {str(REPO / 'tools' / 'train_val.py')!r}\n" + DISK_FULL_ON_RANK_0)
+    out = tmp_path / "out"
+    start = time.monotonic()
+    if launcher == "torchrun":
+        results = [launch(2, "--config", config, "--output", out, script=script)]
+    else:
+        results = _manual(config, out, script)
+    elapsed = time.monotonic() - start
+    assert all(r.returncode != 0 for r in results)
+    assert elapsed < 240  # both steps' training included; the failure itself ends every process within seconds
+    lines = _error_lines(results)
+    assert len(lines) == 1, [r.stderr[-1500:] for r in results]
+    assert "cannot write checkpoint" in lines[0] and "step_1" in lines[0] and "disk full" in lines[0]
+    if launcher == "by_hand":
+        assert all("Traceback" not in r.stderr for r in results)
+    assert not (out / "step_1" / "ckpt.pth").exists() and not list(out.rglob("*.tmp"))
+    assert torch.load(out / "step_0" / "ckpt.pth", weights_only=True)["step"] == 0  # the last good one, intact
     resumed = launch(2, "--config", config, "--output", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert len(json.loads((out / "results.json").read_text())["steps"]) == len(STEPS)
