@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_QUANTILE", "normal_score_statistics", "class_threshold"]
+__all__ = ["DEFAULT_QUANTILE", "normal_score_statistics", "normal_map_statistics", "class_threshold"]
 
 DEFAULT_QUANTILE = 0.99
 
@@ -43,6 +43,26 @@ def normal_score_statistics(records: Iterable[Mapping[str, Any]]) -> dict[str, d
             raise ValueError(f"calibration takes normal images only; a record of class {record['clsname']} is not")
         by_class[record["clsname"]].append(record)
     return {name: _statistics(rows) for name, rows in sorted(by_class.items())}
+
+
+def normal_map_statistics(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per class and modality, the mean and std over every pixel of the held-out normals' maps.
+
+    Args:
+        records: evaluator records of normal images with ``clsname`` and ``<m>.map`` ``(H, W)`` per modality.
+
+    Returns:
+        class → modality → ``(mean, std)``, what :class:`models.map_fusion.NormalMapFusion` standardises with.
+    """
+    by_class: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_class[record["clsname"]].append(record)
+    statistics = {}
+    for name, rows in sorted(by_class.items()):
+        keys = [k for k in rows[0] if k.endswith(".map")]
+        maps = {k.removesuffix(".map"): np.stack([r[k] for r in rows]).astype(np.float64) for k in keys}
+        statistics[name] = {m: (float(v.mean()), float(v.std())) for m, v in maps.items()}
+    return statistics
 
 
 def _statistics(rows: list[Mapping[str, Any]]) -> dict[str, Any]:

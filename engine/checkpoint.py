@@ -66,7 +66,23 @@ class IncrementalState:
 _NOT_ARCHITECTURE = {"pretrained", "checkpoint_path", "dropout"}  # where weights come from; training-only
 #: Model keys added after checkpoints existed, at the value that builds the network as before: left out of the
 #: fingerprint then, so older checkpoints keep loading.
-_NEUTRAL_MODEL_KEYS = {"class_adapter_rank": 0}
+_NEUTRAL_MODEL_KEYS = {"class_adapter_rank": 0, "map_fusion": "concat_l2"}
+
+
+#: ``model.net`` kwargs renamed after checkpoints existed (``utils.config.RENAMED_NET_KWARGS``): entry type →
+#: {current name: name when the first checkpoints were written}. The fingerprint hashes the first spelling,
+#: so those checkpoints keep loading.
+_FIRST_SPELLING = {
+    "models.mamba.MambaDecoder": {"num_layers": "depth"},
+    "models.conditioners.ViTConditioner": {"num_layers": "depth"},
+    "models.reconstructions.ReconstructionTransformer": {"num_heads": "nhead"},
+    "models.fusion.IBFusion": {"num_heads": "nhead"},
+}
+
+
+def _hashed_kwargs(entry: dict) -> dict:
+    spelling = _FIRST_SPELLING.get(entry.get("type"), {})
+    return {spelling.get(k, k): v for k, v in entry.get("kwargs", {}).items() if k not in _NOT_ARCHITECTURE}
 
 
 def architecture_fingerprint(cfg: dict) -> str:
@@ -76,10 +92,7 @@ def architecture_fingerprint(cfg: dict) -> str:
     ``pretrained: true`` can be evaluated offline with ``checkpoint_path`` or ``pretrained: false``, and the
     keys of :data:`_NEUTRAL_MODEL_KEYS` at their neutral value.
     """
-    net = [
-        {**entry, "kwargs": {k: v for k, v in entry.get("kwargs", {}).items() if k not in _NOT_ARCHITECTURE}}
-        for entry in cfg["model"]["net"]
-    ]
+    net = [{**entry, "kwargs": _hashed_kwargs(entry)} for entry in cfg["model"]["net"]]
     kept = {
         k: v for k, v in cfg["model"].items()
         if k != "jitter" and not (k in _NEUTRAL_MODEL_KEYS and v == _NEUTRAL_MODEL_KEYS[k])

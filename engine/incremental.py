@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from datasets import RGBDDataset, build_loader, read_meta, write_meta
-from engine.calibration import normal_score_statistics
+from engine.calibration import normal_map_statistics, normal_score_statistics
 from engine.checkpoint import IncrementalState, architecture_fingerprint, load_checkpoint, save_checkpoint
 from engine.evaluator import evaluate, score_dataset
 from engine.feature_cache import build_feature_cache, cache_key
@@ -260,13 +260,22 @@ class IncrementalRun:
         loader = build_loader(raw_train, batch, 0, shuffle=False, seed=0)
         self.regularizer.end_step(self.model, loader, self.device)
         if held_out is not None:
-            records = score_dataset(self.model, held_out, self.device, batch)  # every record on rank 0 only
-            self.state.normal_scores.update(broadcast_object(normal_score_statistics(records)))
-            LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
+            self._calibrate(step, held_out, held_out_ids)
         if is_main_process():
             save_checkpoint(self.folder.ckpt(step), {**self._payload(step), "model": self.model.state_dict()})
             last.unlink(missing_ok=True)
         barrier()
+
+    def _calibrate(self, step: int, held_out: RGBDDataset, class_ids: dict[str, int]) -> None:
+        """Fit the map fusion's statistics (with ``normal_zmax``), then store the held-out normals' image scores."""
+        batch = self.cfg["dataset"]["eval_batch_size"]
+        records = score_dataset(self.model, held_out, self.device, batch)  # every record on rank 0 only
+        if self.model.map_fusion is not None:
+            for name, statistics in broadcast_object(normal_map_statistics(records)).items():
+                self.model.map_fusion.set_statistics(class_ids[name], statistics)
+            records = score_dataset(self.model, held_out, self.device, batch)  # scored with the fitted fusion
+        self.state.normal_scores.update(broadcast_object(normal_score_statistics(records)))
+        LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
 
     def _maybe_cache(self, dataset: RGBDDataset):
         tcfg, dcfg = self.cfg["trainer"], self.cfg["dataset"]

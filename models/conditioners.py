@@ -31,30 +31,31 @@ __all__ = [
     "ConditionerBranch",
     "PatchEmbed",
     "ViTConditioner",
-    "resolve_depth",
+    "resolve_num_layers",
 ]
 
 
-def resolve_depth(depth: int | None, num_cond_layers: int, owner: str) -> int:
+def resolve_num_layers(num_layers: int | None, num_cond_layers: int, owner: str) -> int:
     """Number of conditioner blocks: one block per conditioned reconstruction-encoder layer.
 
-    Block ``l`` produces ``M^l``, so ``depth`` must equal ``num_cond_layers``; ``None`` means equal.
+    Block ``l`` produces ``M^l``, so ``num_layers`` must equal ``num_cond_layers``; ``None`` means equal.
 
     Raises:
-        ConfigError: ``depth`` differs from ``num_cond_layers``.
+        ConfigError: ``num_layers`` differs from ``num_cond_layers``.
     """
     if num_cond_layers < 1:
         raise ConfigError(
             f"{owner}: num_cond_layers (reconstruction num_encoder_layers) must be >= 1, got {num_cond_layers}"
         )
-    if depth is None:
+    if num_layers is None:
         return num_cond_layers
-    if depth != num_cond_layers:
+    if num_layers != num_cond_layers:
         raise ConfigError(
-            f"{owner}: depth={depth} but the reconstruction has num_encoder_layers={num_cond_layers}; each block "
-            f"conditions one encoder layer, so set the conditioner's depth to {num_cond_layers} (or leave it unset)"
+            f"{owner}: num_layers={num_layers} but the reconstruction has num_encoder_layers={num_cond_layers}; "
+            f"each block conditions one encoder layer, so set the conditioner's num_layers to {num_cond_layers} "
+            "(or leave it unset)"
         )
-    return depth
+    return num_layers
 
 
 class PatchEmbed(nn.Module):
@@ -232,14 +233,14 @@ class _SequenceBlock(nn.Module):
 class ViTConditioner(ConditionerBase):
     """IUF-style transformer conditioner (baseline of the Mamba decoder, ``condition: vit``).
 
-    Per modality: patch embedding with a learned position embedding, ``depth`` pre-norm
+    Per modality: patch embedding with a learned position embedding, ``num_layers`` pre-norm
     ``nn.TransformerEncoderLayer`` blocks (layer ``l`` → ``M^l``), and a class head on the mean token.
 
     Args:
         modalities, image_size, patch_size, cond_dim, num_cond_layers, num_classes: See
             :class:`ConditionerBase`.
         embed_dim: Token channels.
-        depth: Transformer layers; ``None`` = ``num_cond_layers`` (any other value must equal it).
+        num_layers: Transformer layers; ``None`` = ``num_cond_layers`` (any other value must equal it).
         num_heads: Attention heads.
         mlp_ratio: Feed-forward width as a multiple of ``embed_dim``.
         dropout: Dropout inside the transformer layers.
@@ -254,13 +255,13 @@ class ViTConditioner(ConditionerBase):
         num_cond_layers: int,
         num_classes: int,
         embed_dim: int = 128,
-        depth: int | None = None,
+        num_layers: int | None = None,
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
     ) -> None:
         super().__init__(modalities, image_size, patch_size, cond_dim, num_cond_layers, num_classes)
-        depth = resolve_depth(depth, num_cond_layers, type(self).__name__)
+        num_layers = resolve_num_layers(num_layers, num_cond_layers, type(self).__name__)
         if embed_dim % num_heads:
             raise ConfigError(f"ViTConditioner: num_heads={num_heads} must divide embed_dim={embed_dim}")
         for name in self.modalities:
@@ -276,7 +277,7 @@ class ViTConditioner(ConditionerBase):
                         norm_first=True,
                     )
                 )
-                for _ in range(depth)
+                for _ in range(num_layers)
             ]
             embed = PatchEmbed(embed_dim, patch_size, self.grid_size, pos_embed=True)
             self.branches[name] = ConditionerBranch(embed, layers, embed_dim, cond_dim, num_classes)

@@ -13,6 +13,7 @@ The frozen part is split out as :meth:`IBIUMAD.extract_features` so a trainer ma
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -23,12 +24,29 @@ from models.classifier import GrowingClassifier
 from models.discriminator import Discriminator
 from models.feature_norm import FeatureStandardizer
 from models.jitter import feature_jitter
+from models.map_fusion import NormalMapFusion
 from models.necks.multiscale import MultiScaleConcat
 from models.reconstructions.transformer import ReconstructionTransformer
 
-__all__ = ["IBIUMAD", "MODALITIES"]
+__all__ = ["IBIUMAD", "MODALITIES", "check_modalities"]
 
 MODALITIES = ("rgb", "depth")
+
+
+def check_modalities(modalities: Any) -> list[str]:
+    """The modalities as a list, checked: a non-empty subset of :data:`MODALITIES` in any order, no repeats.
+
+    Raises:
+        ValueError: naming what is wrong.
+    """
+    if not isinstance(modalities, list | tuple) or not modalities:
+        raise ValueError(f"must be a non-empty list from {list(MODALITIES)}, got {modalities!r}")
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown:
+        raise ValueError(f"unknown {unknown}; valid: {list(MODALITIES)}")
+    if len(set(modalities)) != len(modalities):
+        raise ValueError(f"duplicates in {list(modalities)}")
+    return list(modalities)
 
 
 class IBIUMAD(nn.Module):
@@ -49,6 +67,8 @@ class IBIUMAD(nn.Module):
         feature_norm: per-channel standardisation of the clean features, or ``None`` (the paper's raw features).
         router: picks the class adapters of an unlabelled input (with class adapters in the reconstructions),
             or ``None``.
+        map_fusion: makes the fused map from the per-modality maps standardised against held-out normal maps
+            (``model.map_fusion: normal_zmax``), or ``None`` for the discriminator's L2 over all channels.
     """
 
     def __init__(
@@ -66,13 +86,10 @@ class IBIUMAD(nn.Module):
         jitter_prob: float = 1.0,
         feature_norm: FeatureStandardizer | None = None,
         router: PrototypeRouter | None = None,
+        map_fusion: NormalMapFusion | None = None,
     ) -> None:
         super().__init__()
-        modalities = list(modalities)
-        if not modalities or len(set(modalities)) != len(modalities) or not set(modalities) <= set(MODALITIES):
-            raise ValueError(
-                f"modalities must be a non-empty subset of {list(MODALITIES)} without repeats, got {modalities}"
-            )
+        modalities = check_modalities(modalities)
         if set(reconstructions) != set(modalities):
             raise ValueError(f"need one reconstruction per modality {modalities}, got {sorted(reconstructions)}")
         self.modalities = modalities
@@ -87,6 +104,7 @@ class IBIUMAD(nn.Module):
         self.jitter_prob = float(jitter_prob)
         self.feature_norm = feature_norm
         self.router = router
+        self.map_fusion = map_fusion
         self._num_classes = int(num_classes)
         channels = neck.out_channels
         self.channel_splits = {m: (i * channels, (i + 1) * channels) for i, m in enumerate(modalities)}
@@ -101,7 +119,7 @@ class IBIUMAD(nn.Module):
         if num_classes < self._num_classes:
             raise ValueError(f"cannot shrink the class heads from {self._num_classes} to {num_classes} classes")
         for module in self.modules():
-            if isinstance(module, GrowingClassifier | ClassLowRankAdapter | PrototypeRouter):
+            if isinstance(module, GrowingClassifier | ClassLowRankAdapter | PrototypeRouter | NormalMapFusion):
                 module.grow(num_classes)
         self._num_classes = int(num_classes)
 
@@ -187,6 +205,10 @@ class IBIUMAD(nn.Module):
                     fused["feature_rec"].detach(), clean, (self.image_size, self.image_size), self.channel_splits
                 )
             )
+            if self.map_fusion is not None:  # the fused map from the standardised per-modality maps
+                fused_map = self.map_fusion({m: outputs[f"anomaly_map_{m}"] for m in self.modalities}, route)
+                outputs["anomaly_map"] = fused_map
+                outputs["image_score"] = self.discriminator.image_score(fused_map)
         return outputs
 
     def forward(

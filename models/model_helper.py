@@ -20,7 +20,8 @@ from torch import nn
 
 from models.class_adapters import PrototypeRouter
 from models.feature_norm import FeatureStandardizer
-from models.ib_iumad import IBIUMAD, MODALITIES
+from models.ib_iumad import IBIUMAD, check_modalities
+from models.map_fusion import NormalMapFusion
 from utils.config import SCHEMA, schema_choices, schema_defaults
 from utils.errors import ConfigError
 
@@ -43,6 +44,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
 
 _MODEL_KEYS = set(SCHEMA["model"])
 _FEATURE_NORMS = schema_choices("model.feature_norm")
+_MAP_FUSIONS = schema_choices("model.map_fusion")
 _ENTRY_KEYS = {"name", "type", "kwargs", "prev", "frozen"}
 _JITTER_DEFAULTS = schema_defaults("model.jitter")
 # Roles with a fixed entry name; the conditioner and the fusion are the entries named by the switches.
@@ -162,14 +164,10 @@ def _apply_frozen(entry: Mapping[str, Any], module: nn.Module) -> None:
 
 def _modalities(value: Any) -> list[str]:
     """Validate ``model.modalities``."""
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"model.modalities must be a non-empty list from {list(MODALITIES)}, got {value!r}")
-    unknown = [m for m in value if m not in MODALITIES]
-    if unknown:
-        raise ConfigError(f"model.modalities: unknown {unknown}; valid: {list(MODALITIES)}")
-    if len(set(value)) != len(value):
-        raise ConfigError(f"model.modalities: duplicates in {list(value)}")
-    return list(value)
+    try:
+        return check_modalities(value)
+    except ValueError as err:
+        raise ConfigError(f"model.modalities: {err}") from None
 
 
 def _jitter(value: Any) -> dict[str, float]:
@@ -198,7 +196,10 @@ def _switches(model_cfg: Mapping[str, Any], entries: Mapping[str, Mapping[str, A
         "jitter": _jitter(model_cfg.get("jitter")),
         "feature_norm": model_cfg.get("feature_norm", "none"),
         "adapter_rank": model_cfg.get("class_adapter_rank", 0),
+        "map_fusion": model_cfg.get("map_fusion", "concat_l2"),
     }
+    if switches["map_fusion"] not in _MAP_FUSIONS:
+        raise ConfigError(f"model.map_fusion: '{switches['map_fusion']}' is not one of {list(_MAP_FUSIONS)}")
     if switches["feature_norm"] not in _FEATURE_NORMS:
         raise ConfigError(f"model.feature_norm: '{switches['feature_norm']}' is not one of {list(_FEATURE_NORMS)}")
     rank = switches["adapter_rank"]
@@ -276,7 +277,7 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
 
     Args:
         model_cfg: the ``model`` mapping (``modalities``, ``condition``, ``fusion``, ``net``, ``jitter``,
-            ``feature_norm``, ``class_adapter_rank``).
+            ``feature_norm``, ``class_adapter_rank``, ``map_fusion``).
         image_size: side ``S`` of the square input images.
         num_classes: number of object classes the class heads start with.
 
@@ -320,4 +321,5 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
         jitter_prob=switches["jitter"]["prob"],
         feature_norm=FeatureStandardizer(modalities, channels) if switches["feature_norm"] == "standardize" else None,
         router=PrototypeRouter(channels * len(modalities), num_classes) if switches["adapter_rank"] else None,
+        map_fusion=NormalMapFusion(modalities, num_classes) if switches["map_fusion"] == "normal_zmax" else None,
     )

@@ -62,6 +62,7 @@ SCHEMA: dict[str, Any] = {
         "jitter": {"scale": (_NUMBER, 20.0), "prob": (_NUMBER, 1.0)},
         "feature_norm": (str, "none"),
         "class_adapter_rank": (int, 0),
+        "map_fusion": (str, "concat_l2"),
         "net": (list, REQUIRED),
     },
     "criterion": {
@@ -109,6 +110,7 @@ SCHEMA: dict[str, Any] = {
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model.feature_norm": ("none", "standardize"),
+    "model.map_fusion": ("concat_l2", "normal_zmax"),
     "trainer.scheduler.type": ("step", "cosine", "constant"),
     "trainer.select": ("last", "val"),
     "trainer.feature_cache": ("auto", "memory", "disk", "off"),
@@ -213,6 +215,7 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     if path in chain:
         raise ConfigError(f"_base_ cycle: {' -> '.join(str(p) for p in (*chain, path))}")
     data = _read_yaml(path)
+    _rename_net_kwargs(data, str(path))  # before merging, so a child's old spelling overrides its base's new one
     bases = data.pop("_base_", [])
     bases = [bases] if isinstance(bases, str) else bases
     merged: dict = {}
@@ -315,8 +318,30 @@ def _validate_section(cfg: Mapping, schema: Mapping, prefix: str) -> dict:
 _RETIRED = {"trainer.hflip_prob": 0.0}
 
 
+#: ``model.net`` kwargs renamed to one convention (``num_heads`` for attention heads, ``num_layers`` for block
+#: counts; ``depth`` names the modality only): the old spelling still loads, as the new one.
+RENAMED_NET_KWARGS = {"nhead": "num_heads", "depth": "num_layers"}
+
+
+def _rename_net_kwargs(cfg: dict, source: str) -> None:
+    """Rewrite the old spellings of :data:`RENAMED_NET_KWARGS` in ``cfg["model"]["net"]`` in place."""
+    net = cfg.get("model", {}).get("net") if isinstance(cfg.get("model"), dict) else None
+    for entry in net if isinstance(net, list) else []:
+        kwargs = entry.get("kwargs") if isinstance(entry, dict) else None
+        for old, new in RENAMED_NET_KWARGS.items():
+            if not isinstance(kwargs, dict) or old not in kwargs:
+                continue
+            if new in kwargs and kwargs[new] != kwargs[old]:
+                raise ConfigError(
+                    f"{source}: model.net entry '{entry.get('name')}' sets both {old}={kwargs[old]!r} and "
+                    f"{new}={kwargs[new]!r}; {old} is the old name of {new}: keep one"
+                )
+            kwargs[new] = kwargs.pop(old)
+
+
 def _drop_retired(cfg: Mapping) -> dict:
     cfg = copy.deepcopy(dict(cfg))
+    _rename_net_kwargs(cfg, "config")
     for dotted, neutral in _RETIRED.items():
         section, _, key = dotted.rpartition(".")
         parent = cfg.get(section)
@@ -332,6 +357,10 @@ def validate_config(cfg: Mapping) -> dict:
     out = _validate_section(_drop_retired(cfg), SCHEMA, "")
     if out["trainer"]["select"] == "val" and out["trainer"]["val_fraction"] == 0:
         raise ConfigError("trainer.select: val needs held-out training normals: set trainer.val_fraction above 0")
+    if out["model"]["map_fusion"] == "normal_zmax" and out["trainer"]["val_fraction"] == 0:
+        raise ConfigError(
+            "model.map_fusion: normal_zmax needs held-out training normals: set trainer.val_fraction above 0"
+        )
     steps = out["incremental"]["steps"]
     if not steps or not all(isinstance(s, Mapping) and isinstance(s.get("classes"), list) for s in steps):
         raise ConfigError("config key 'incremental.steps': expected a list of {classes: [...]} entries")

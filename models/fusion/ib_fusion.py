@@ -49,7 +49,7 @@ class IBFusion(nn.Module):
         in_channels: channels of each modality's reconstruction, in modality order (one or two entries).
         num_classes: outputs of the class head ``h``.
         hidden_dim: token width of the fusion.
-        nhead: attention heads (must divide ``hidden_dim``).
+        num_heads: attention heads (must divide ``hidden_dim``).
         z_dim: bottleneck width.
         temperature: softening temperature ``T`` of the IB loss (reported in the outputs).
         dropout: attention dropout.
@@ -64,7 +64,7 @@ class IBFusion(nn.Module):
         in_channels: Sequence[int],
         num_classes: int,
         hidden_dim: int = 256,
-        nhead: int = 8,
+        num_heads: int = 8,
         z_dim: int = 128,
         temperature: float = 2.0,
         dropout: float = 0.0,
@@ -73,8 +73,8 @@ class IBFusion(nn.Module):
         super().__init__()
         if len(in_channels) not in (1, 2):
             raise ValueError(f"IBFusion fuses one or two modalities, got in_channels {list(in_channels)}")
-        if hidden_dim % nhead != 0:
-            raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by nhead ({nhead})")
+        if hidden_dim % num_heads != 0:
+            raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.in_channels = [int(c) for c in in_channels]
@@ -83,7 +83,7 @@ class IBFusion(nn.Module):
         self.residual = residual
         self.input_proj = nn.ModuleList(nn.Linear(c, hidden_dim) for c in self.in_channels)
         self.attn = nn.ModuleList(
-            nn.MultiheadAttention(hidden_dim, nhead, dropout=dropout, batch_first=True) for _ in self.in_channels
+            nn.MultiheadAttention(hidden_dim, num_heads, dropout=dropout, batch_first=True) for _ in self.in_channels
         )
         self.attn_norm = nn.ModuleList(nn.LayerNorm(hidden_dim) for _ in self.in_channels)
         self.encoder = _mlp(hidden_dim, hidden_dim, z_dim)

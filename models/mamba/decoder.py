@@ -1,7 +1,7 @@
 """Mamba decoder, the paper's conditioner: stacked ESSM blocks giving object-aware maps ``M^l`` and class logits.
 
 Per modality (RGB and depth images each have their own weights): a patch embedding maps the raw image
-``(B, 3, S, S)`` to the reconstruction grid ``(B, h, w, E)`` (``h = S // patch_size``), then ``depth``
+``(B, 3, S, S)`` to the reconstruction grid ``(B, h, w, E)`` (``h = S // patch_size``), then ``num_layers``
 ESSM blocks; block ``l``'s output gives ``M^l = 1 + tanh(Linear(tokens))`` ``(B, h*w, cond_dim)``, which
 multiplies the queries of reconstruction-encoder layer ``l`` (so there is one block per conditioned
 layer, and maps are centred at 1: see :class:`models.conditioners.CondMapHead`). The mean-pooled final
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from models.conditioners import ConditionerBase, ConditionerBranch, PatchEmbed, resolve_depth
+from models.conditioners import ConditionerBase, ConditionerBranch, PatchEmbed, resolve_num_layers
 from models.mamba.essm import ESSMBlock
 from utils.errors import ConfigError
 
@@ -33,7 +33,7 @@ class MambaDecoder(ConditionerBase):
         num_cond_layers: Maps per modality (= reconstruction encoder layers).
         num_classes: Initial class count ``K``.
         embed_dim: Token channels of the decoder.
-        depth: ESSM blocks; ``None`` = ``num_cond_layers`` (any other value must equal it, since block
+        num_layers: ESSM blocks; ``None`` = ``num_cond_layers`` (any other value must equal it, since block
             ``l`` conditions encoder layer ``l``).
         d_state: SSM state size.
         expand: SSM-branch width as a multiple of ``embed_dim``.
@@ -51,7 +51,7 @@ class MambaDecoder(ConditionerBase):
         num_cond_layers: int,
         num_classes: int,
         embed_dim: int = 128,
-        depth: int | None = None,
+        num_layers: int | None = None,
         d_state: int = 16,
         expand: float = 2.0,
         dt_rank: int | str = "auto",
@@ -59,7 +59,7 @@ class MambaDecoder(ConditionerBase):
         num_heads: int = 4,
     ) -> None:
         super().__init__(modalities, image_size, patch_size, cond_dim, num_cond_layers, num_classes)
-        depth = resolve_depth(depth, num_cond_layers, type(self).__name__)
+        num_layers = resolve_num_layers(num_layers, num_cond_layers, type(self).__name__)
         if embed_dim % num_heads:
             raise ConfigError(f"MambaDecoder: num_heads={num_heads} must divide embed_dim={embed_dim}")
         grid = (self.grid_size, self.grid_size)
@@ -74,7 +74,7 @@ class MambaDecoder(ConditionerBase):
                     num_heads=num_heads,
                     grid_size=grid,
                 )
-                for _ in range(depth)
+                for _ in range(num_layers)
             ]
             embed = PatchEmbed(embed_dim, patch_size, self.grid_size)
             self.branches[name] = ConditionerBranch(embed, blocks, embed_dim, cond_dim, num_classes)

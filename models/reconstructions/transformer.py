@@ -59,14 +59,14 @@ class EncoderLayer(_LayerWithFeedForward):
 
     Args:
         hidden_dim: token width.
-        nhead: attention heads.
+        num_heads: attention heads.
         dim_feedforward: FFN inner width.
         dropout: dropout on attention weights, residual branches and FFN.
     """
 
-    def __init__(self, hidden_dim: int, nhead: int, dim_feedforward: int, dropout: float) -> None:
+    def __init__(self, hidden_dim: int, num_heads: int, dim_feedforward: int, dropout: float) -> None:
         super().__init__(hidden_dim, dim_feedforward, dropout)
-        self.self_attn = nn.MultiheadAttention(hidden_dim, nhead, dropout=dropout, batch_first=True)
+        self.self_attn = nn.MultiheadAttention(hidden_dim, num_heads, dropout=dropout, batch_first=True)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(hidden_dim)
         self.dropout2 = nn.Dropout(dropout)
@@ -97,18 +97,18 @@ class DecoderLayer(_LayerWithFeedForward):
     Args:
         num_tokens: ``h * w``, the number of query tokens.
         hidden_dim: token width.
-        nhead: attention heads.
+        num_heads: attention heads.
         dim_feedforward: FFN inner width.
         dropout: dropout on attention weights, residual branches and FFN.
     """
 
-    def __init__(self, num_tokens: int, hidden_dim: int, nhead: int, dim_feedforward: int, dropout: float) -> None:
+    def __init__(self, num_tokens: int, hidden_dim: int, num_heads: int, dim_feedforward: int, dropout: float) -> None:
         super().__init__(hidden_dim, dim_feedforward, dropout)
         self.query_embed = nn.Parameter(torch.randn(1, num_tokens, hidden_dim))
-        self.self_attn = nn.MultiheadAttention(hidden_dim, nhead, dropout=dropout, batch_first=True)
+        self.self_attn = nn.MultiheadAttention(hidden_dim, num_heads, dropout=dropout, batch_first=True)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(hidden_dim)
-        self.cross_attn = nn.MultiheadAttention(hidden_dim, nhead, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(hidden_dim, num_heads, dropout=dropout, batch_first=True)
         self.dropout2 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(hidden_dim)
         self.dropout3 = nn.Dropout(dropout)
@@ -141,7 +141,7 @@ class ReconstructionTransformer(nn.Module):
         in_channels: ``C``, channels of the feature map (272 for EfficientNet-B4 levels 1-4).
         feature_size: ``(h, w)`` of the feature map (14 × 14 at 224 px, stride 16).
         hidden_dim: token width inside the transformer.
-        nhead: attention heads (must divide ``hidden_dim``).
+        num_heads: attention heads (must divide ``hidden_dim``).
         num_encoder_layers: encoder depth (= number of condition tensors expected).
         num_decoder_layers: decoder depth.
         dim_feedforward: FFN inner width.
@@ -156,7 +156,7 @@ class ReconstructionTransformer(nn.Module):
         in_channels: int,
         feature_size: tuple[int, int],
         hidden_dim: int = 256,
-        nhead: int = 8,
+        num_heads: int = 8,
         num_encoder_layers: int = 4,
         num_decoder_layers: int = 4,
         dim_feedforward: int = 1024,
@@ -165,8 +165,8 @@ class ReconstructionTransformer(nn.Module):
         num_classes: int = 1,
     ) -> None:
         super().__init__()
-        if hidden_dim % nhead != 0:
-            raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by nhead ({nhead})")
+        if hidden_dim % num_heads != 0:
+            raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
         if num_encoder_layers < 1 or num_decoder_layers < 1:
             raise ValueError(
                 f"need at least one encoder and one decoder layer, got {num_encoder_layers} and {num_decoder_layers}"
@@ -180,10 +180,10 @@ class ReconstructionTransformer(nn.Module):
         self.input_proj = nn.Linear(in_channels, hidden_dim)
         self.pos_embed = nn.Parameter(torch.empty(1, num_tokens, hidden_dim))
         self.encoder = nn.ModuleList(
-            EncoderLayer(hidden_dim, nhead, dim_feedforward, dropout) for _ in range(num_encoder_layers)
+            EncoderLayer(hidden_dim, num_heads, dim_feedforward, dropout) for _ in range(num_encoder_layers)
         )
         self.decoder = nn.ModuleList(
-            DecoderLayer(num_tokens, hidden_dim, nhead, dim_feedforward, dropout) for _ in range(num_decoder_layers)
+            DecoderLayer(num_tokens, hidden_dim, num_heads, dim_feedforward, dropout) for _ in range(num_decoder_layers)
         )
         self.output_proj = nn.Linear(hidden_dim, in_channels)
         self._reset_parameters()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine.calibration import DEFAULT_QUANTILE, class_threshold, normal_score_statistics
+from engine.calibration import DEFAULT_QUANTILE, class_threshold, normal_map_statistics, normal_score_statistics
 
 
 def _records(scores: dict[str, list[float]]) -> list[dict]:
@@ -52,3 +52,19 @@ def test_defective_record_is_refused():
     records = _records({"a": [0.1]}) + [{"clsname": "a", "label": 1, "score": 0.9}]
     with pytest.raises(ValueError, match="normal images only"):
         normal_score_statistics(records)
+
+
+def test_map_statistics_pool_every_pixel_of_a_classes_normal_maps():
+    rng = np.random.default_rng(0)
+    maps = {name: rng.normal(size=(n, 2, 4, 4)).astype(np.float16) for name, n in (("a", 3), ("b", 1))}
+    records = [
+        {"clsname": name, "label": 0, "map": m[0], "rgb.map": m[0], "depth.map": m[1]}
+        for name, stack in maps.items()
+        for m in stack
+    ]
+    stats = normal_map_statistics(records)
+    assert list(stats) == ["a", "b"] and set(stats["a"]) == {"rgb", "depth"}  # the fused map is not standardised
+    for name, stack in maps.items():
+        for column, modality in enumerate(("rgb", "depth")):
+            pixels = stack[:, column].astype(np.float64)
+            assert stats[name][modality] == pytest.approx((pixels.mean(), pixels.std()))

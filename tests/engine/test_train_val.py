@@ -192,6 +192,7 @@ def test_crafted_checkpoint_is_refused_and_runs_nothing(full_run, tmp_path, craf
 def test_class_adapters_change_only_the_new_classes_adapters(tmp_path, tiny_root, make_config):
     cfg = make_config(tiny_root, [["ball", "box"], ["cone"]])
     cfg["model"]["class_adapter_rank"] = 2
+    cfg["model"]["map_fusion"] = "normal_zmax"  # its statistics too: fitted once, at their class's step
     cfg["incremental"]["regularizer"] = {"type": "none"}
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
@@ -207,6 +208,8 @@ def test_class_adapters_change_only_the_new_classes_adapters(tmp_path, tiny_root
     new_adapters = [k for k in set(after) - set(before) if ".up." in k]
     assert any(torch.count_nonzero(after[k]) for k in new_adapters)  # the new class's adapters did train
     assert bool(after["router.fitted"].all())
+    assert before["map_fusion.fitted"].tolist() == [True, True] and bool(after["map_fusion.fitted"].all())
+    assert bool((after["map_fusion.std"] > 0).all())
     final = json.loads((tmp_path / "out" / "results.json").read_text())["steps"][-1]["per_class"]
     assert all(0.0 <= metrics["routing"] <= 1.0 for metrics in final.values())  # share routed to their own class
 

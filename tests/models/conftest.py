@@ -16,12 +16,12 @@ _NET = [
     {
         "name": "mamba",
         "type": "models.mamba.MambaDecoder",
-        "kwargs": {"embed_dim": 16, "depth": 2, "d_state": 4, "num_heads": 2},
+        "kwargs": {"embed_dim": 16, "num_layers": 2, "d_state": 4, "num_heads": 2},
     },
     {
         "name": "vit",
         "type": "models.conditioners.ViTConditioner",
-        "kwargs": {"embed_dim": 16, "depth": 2, "num_heads": 2},
+        "kwargs": {"embed_dim": 16, "num_layers": 2, "num_heads": 2},
     },
     {
         "name": "reconstruction",
@@ -29,7 +29,7 @@ _NET = [
         "type": "models.reconstructions.ReconstructionTransformer",
         "kwargs": {
             "hidden_dim": 32,
-            "nhead": 4,
+            "num_heads": 4,
             "num_encoder_layers": 2,
             "num_decoder_layers": 2,
             "dim_feedforward": 64,
@@ -40,7 +40,7 @@ _NET = [
         "name": "ib",
         "prev": "reconstruction",
         "type": "models.fusion.IBFusion",
-        "kwargs": {"hidden_dim": 32, "nhead": 4, "z_dim": 16, "temperature": 2.0},
+        "kwargs": {"hidden_dim": 32, "num_heads": 4, "z_dim": 16, "temperature": 2.0},
     },
     {"name": "sum", "prev": "reconstruction", "type": "models.fusion.SumFusion", "kwargs": {}},
     {"name": "discriminator", "type": "models.discriminator.Discriminator", "kwargs": {"sigma": 2.0, "pool_size": 8}},
@@ -53,17 +53,17 @@ _DEFAULT_KWARGS = {
         "checkpoint_path": None,
         "out_indices": [0, 1, 2, 3],
     },
-    "mamba": {"embed_dim": 128, "depth": 4, "d_state": 16},
-    "vit": {"embed_dim": 128, "depth": 4, "num_heads": 4},
+    "mamba": {"embed_dim": 128, "num_layers": 4, "d_state": 16},
+    "vit": {"embed_dim": 128, "num_layers": 4, "num_heads": 4},
     "reconstruction": {
         "hidden_dim": 256,
-        "nhead": 8,
+        "num_heads": 8,
         "num_encoder_layers": 4,
         "num_decoder_layers": 4,
         "dim_feedforward": 1024,
         "dropout": 0.1,
     },
-    "ib": {"hidden_dim": 256, "nhead": 8, "z_dim": 128, "temperature": 2.0},
+    "ib": {"hidden_dim": 256, "num_heads": 8, "z_dim": 128, "temperature": 2.0},
     "discriminator": {"sigma": 4.0, "pool_size": 16},
 }
 

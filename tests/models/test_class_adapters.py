@@ -46,7 +46,7 @@ def test_router_picks_the_nearest_fitted_prototype():
 
 
 def test_adapters_start_as_the_shared_network_and_isolate_new_classes():
-    kwargs = dict(in_channels=8, feature_size=(2, 2), hidden_dim=8, nhead=2, num_encoder_layers=1,
+    kwargs = dict(in_channels=8, feature_size=(2, 2), hidden_dim=8, num_heads=2, num_encoder_layers=1,
                   num_decoder_layers=1, dim_feedforward=16, dropout=0.0)
     torch.manual_seed(0)
     plain = ReconstructionTransformer(**kwargs)

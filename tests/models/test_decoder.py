@@ -85,11 +85,11 @@ def test_conditioner_modalities_have_separate_weights_and_heads(kind):
 
 
 @pytest.mark.parametrize("kind", sorted(CONDITIONERS))
-def test_conditioner_depth_must_match_cond_layers(kind):
+def test_conditioner_num_layers_must_match_cond_layers(kind):
     out = build(kind, num_cond_layers=3)({m: torch.randn(1, 3, 64, 64) for m in ("rgb", "depth")})
     assert len(out["cond"]["rgb"]) == len(out["cond"]["depth"]) == 3
-    with pytest.raises(ConfigError, match="depth=2 .*num_encoder_layers=3"):
-        build(kind, num_cond_layers=3, depth=2)
+    with pytest.raises(ConfigError, match="num_layers=2 .*num_encoder_layers=3"):
+        build(kind, num_cond_layers=3, num_layers=2)
 
 
 @pytest.mark.parametrize("kind", sorted(CONDITIONERS))

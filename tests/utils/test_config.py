@@ -53,6 +53,8 @@ def test_load_config_base_chain_and_opts(tmp_path):
         ({"trainer": {"incremental_lr": -1.0}}, "'trainer.incremental_lr': expected a value in 0..inf"),
         ({"trainer": {"hflip_prob": 0.5}}, "config key 'trainer.hflip_prob' was removed"),
         ({"trainer": {"select": "val", "val_fraction": 0}}, "trainer.select: val needs held-out training normals"),
+        ({"model": {"map_fusion": "normal_zmax"}, "trainer": {"val_fraction": 0}},
+         "model.map_fusion: normal_zmax needs held-out training normals"),
         ({"model": {"class_adapter_rank": -2}}, "'model.class_adapter_rank': expected a value in 0..inf"),
     ],
 )
@@ -138,3 +140,26 @@ def test_saved_config_of_an_older_run_with_a_retired_key_at_its_neutral_value_lo
     path.write_text(yaml.safe_dump({"dataset": {"name": "X", "root": "r"}, "model": {"net": []},
                                     "trainer": {"hflip_prob": 0.0}, "incremental": {"steps": [{"classes": ["a"]}]}}))
     assert "hflip_prob" not in load_config(path)["trainer"]
+
+
+def _net_config(path: Path, kwargs: dict, base: str | None = None) -> Path:
+    data = {"model": {"net": [{"name": "vit", "kwargs": kwargs}]}}
+    if base is None:
+        data |= {"dataset": {"name": "X", "root": "r"}, "incremental": {"steps": [{"classes": ["a"]}]}}
+    else:
+        data["_base_"] = base
+    return write(path, data)
+
+
+def test_old_spellings_of_renamed_net_kwargs_load_as_the_new_names(tmp_path):
+    old = load_config(_net_config(tmp_path / "old.yaml", {"depth": 4, "nhead": 2}))
+    assert old["model"]["net"][0]["kwargs"] == {"num_layers": 4, "num_heads": 2}
+    # A child's old spelling overrides its base's new one (renamed before the merge).
+    _net_config(tmp_path / "base.yaml", {"num_layers": 4, "num_heads": 2})
+    child = load_config(_net_config(tmp_path / "child.yaml", {"nhead": 8}, base="base.yaml"))
+    assert child["model"]["net"][0]["kwargs"] == {"num_layers": 4, "num_heads": 8}
+
+
+def test_both_spellings_of_one_kwarg_with_different_values_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="'vit' sets both nhead=2 and num_heads=4; nhead is the old name"):
+        load_config(_net_config(tmp_path / "both.yaml", {"nhead": 2, "num_heads": 4}))

@@ -17,7 +17,7 @@ def _recons(channels=(6, 6), batch=2, size=(3, 3), seed=0):
 @pytest.mark.parametrize("channels", [(6, 6), (6,)])
 def test_ib_fusion_outputs_and_shapes(channels):
     torch.manual_seed(0)
-    fusion = IBFusion(list(channels), num_classes=3, hidden_dim=8, nhead=2, z_dim=4, temperature=2.0)
+    fusion = IBFusion(list(channels), num_classes=3, hidden_dim=8, num_heads=2, z_dim=4, temperature=2.0)
     out = fusion(_recons(channels))
     assert out["feature_rec"].shape == (2, sum(channels), 3, 3)
     assert out["ib_teacher"].shape == (2, 3) and out["ib_student"].shape == (2, 3)
@@ -27,17 +27,17 @@ def test_ib_fusion_outputs_and_shapes(channels):
 
 def test_ib_fusion_starts_close_to_the_concatenated_reconstructions():
     torch.manual_seed(0)
-    fusion = IBFusion([6, 6], num_classes=3, hidden_dim=8, nhead=2, z_dim=4)
+    fusion = IBFusion([6, 6], num_classes=3, hidden_dim=8, num_heads=2, z_dim=4)
     recons = _recons()
     out = fusion(recons)
     torch.testing.assert_close(out["feature_rec"], torch.cat(recons, dim=1), atol=0.05, rtol=0)
-    no_residual = IBFusion([6, 6], num_classes=3, hidden_dim=8, nhead=2, z_dim=4, residual=False)
+    no_residual = IBFusion([6, 6], num_classes=3, hidden_dim=8, num_heads=2, z_dim=4, residual=False)
     assert no_residual(recons)["feature_rec"].shape == (2, 12, 3, 3)
 
 
 def test_ib_fusion_mixes_modalities_through_cross_attention():
     torch.manual_seed(0)
-    fusion = IBFusion([6, 6], num_classes=3, hidden_dim=8, nhead=2, z_dim=4)
+    fusion = IBFusion([6, 6], num_classes=3, hidden_dim=8, num_heads=2, z_dim=4)
     with torch.no_grad():
         fusion.decoder[-1].weight.normal_()  # make the bottleneck's correction visible
     rgb, depth = _recons()
@@ -48,7 +48,7 @@ def test_ib_fusion_mixes_modalities_through_cross_attention():
 
 def test_ib_fusion_gradients_reach_every_parameter():
     torch.manual_seed(0)
-    fusion = IBFusion([6, 6], num_classes=3, hidden_dim=8, nhead=2, z_dim=4)
+    fusion = IBFusion([6, 6], num_classes=3, hidden_dim=8, num_heads=2, z_dim=4)
     recons = [r.requires_grad_() for r in _recons()]
     out = fusion(recons)
     target = torch.cat([r.detach() for r in recons], dim=1) + 0.1
@@ -62,10 +62,10 @@ def test_ib_fusion_gradients_reach_every_parameter():
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [(dict(in_channels=[4, 4, 4]), "one or two"), (dict(nhead=3), "divisible"), (dict(temperature=0.0), "> 0")],
+    [(dict(in_channels=[4, 4, 4]), "one or two"), (dict(num_heads=3), "divisible"), (dict(temperature=0.0), "> 0")],
 )
 def test_ib_fusion_rejects_bad_arguments(kwargs, match):
-    arguments = dict(in_channels=[4, 4], num_classes=2, hidden_dim=8, nhead=2, z_dim=4)
+    arguments = dict(in_channels=[4, 4], num_classes=2, hidden_dim=8, num_heads=2, z_dim=4)
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=match):
         IBFusion(**arguments)

@@ -12,7 +12,7 @@ def _small(**overrides):
         in_channels=12,
         feature_size=(3, 4),
         hidden_dim=16,
-        nhead=4,
+        num_heads=4,
         num_encoder_layers=2,
         num_decoder_layers=3,
         dim_feedforward=32,
@@ -97,4 +97,4 @@ def test_transformer_rejects_bad_shapes(feature_shape, cond, match):
 
 def test_transformer_rejects_head_count_not_dividing_width():
     with pytest.raises(ValueError, match="divisible"):
-        _small(nhead=5)
+        _small(num_heads=5)
