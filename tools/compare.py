@@ -5,7 +5,9 @@
 
 Each cell is an ordinary ``tools/train_val.py`` run (its own process) of the setting with the variant
 file of ``experiments/_base_/variants/`` merged on top, in ``<output>/<variant>/<modality>/``.
-Finished cells are skipped and killed ones resumed, so the command can simply be run again.
+Finished cells are skipped and killed ones resumed, so the command can simply be run again. With
+``--seeds 133,134,135`` every cell runs once per seed (``<cell>/seed_<s>/``, ``--opts seed=<s>``) and the
+table gives the mean ± the sample std over the seeds.
 Beside the trained cells, the table has the training-free reference on the same features and data:
 a patch memory bank per class (``benchmarks/knn_probe.py`` over every class of the setting, the
 final step's classes), per modality and fused; I-AUROC only. Writes ``comparison.json``,
@@ -40,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", default="uniad,iuf,ib_iumad_wo_ib,ib_iumad_wo_mamba,ib_iumad")
     parser.add_argument("--modalities", default="rgb+depth", help="comma list of rgb, depth, rgb+depth")
     parser.add_argument("--output", type=Path, default=None, help="default outputs/compare/<Dataset>/<setting>")
+    parser.add_argument("--seeds", default=None, help="comma list of seeds: each cell once per seed, mean ± std")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every cell")
     parser.add_argument("--no-reference", action="store_true", help="leave out the memory-bank rows")
     return parser.parse_args(argv)
@@ -90,6 +93,46 @@ def run_cell(setting: Path, variant: str, modality: str, folder: Path, opts: lis
     return json.loads((folder / "results.json").read_text())
 
 
+def run_seeds(setting: Path, variant: str, modality: str, folder: Path, opts: list[str],
+              seeds: list[int] | None) -> dict:
+    """One cell's ``results.json`` (no ``seeds``), or the :func:`seed_summary` of one run per seed."""
+    if seeds is None:
+        return run_cell(setting, variant, modality, folder, opts)
+    per_seed = {s: run_cell(setting, variant, modality, folder / f"seed_{s}", [*opts, f"seed={s}"]) for s in seeds}
+    return seed_summary(per_seed)
+
+
+def seed_summary(per_seed: dict[int, dict]) -> dict:
+    """Mean and sample std over seeds of the final metrics and the forgetting; mean I-AUROC per step.
+
+    Returns:
+        ``{"final", "final_std", "forgetting", "forgetting_std", "steps", "seeds"}`` (``seeds``: seed → results);
+        a metric missing (or NaN) in any seed's run is left out.
+    """
+    import numpy as np
+
+    runs = list(per_seed.values())
+    summary: dict = {"seeds": {str(s): r for s, r in per_seed.items()}}
+    for part in ("final", "forgetting"):
+        values = {k: [r[part].get(k) for r in runs] for k in runs[0][part]}
+        values = {k: np.array(v, dtype=float) for k, v in values.items() if None not in v}
+        values = {k: v for k, v in values.items() if not np.isnan(v).any()}
+        summary[part] = {k: float(v.mean()) for k, v in values.items()}
+        summary[part + "_std"] = {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()}
+    summary["steps"] = [
+        {"step": step["step"], "mean": {"i_auroc": float(np.mean([r["steps"][j]["mean"]["i_auroc"] for r in runs]))}}
+        for j, step in enumerate(runs[0]["steps"])
+    ]
+    return summary
+
+
+def _cell(results: dict, part: str, key: str) -> str:
+    """``percent`` of ``results[part][key]``, with `` ± std`` when ``results`` is a seed summary."""
+    text = percent(results[part].get(key))
+    std = results.get(part + "_std", {}).get(key)
+    return text if std is None or text == "-" else f"{text} ± {100.0 * std:.1f}"
+
+
 def memory_bank_reference(setting: Path, opts: list[str], record: Path) -> dict[str, float]:
     """Mean I-AUROC of the per-class patch memory bank over every class of the setting, by map.
 
@@ -115,14 +158,16 @@ def comparison_markdown(table: dict[str, dict[str, dict]], setting: str, referen
     """Final-step metrics and forgetting per variant × modality, and the memory-bank rows, as a markdown table."""
     header = ["variant", "modality", *(f"{c}" for c in COLUMNS), *(f"FM {c}" for c in FM_COLUMNS)]
     rows = [
-        [variant, modality, *(percent(results["final"].get(c)) for c in COLUMNS),
-         *(percent(results["forgetting"].get(c)) for c in FM_COLUMNS)]
+        [variant, modality, *(_cell(results, "final", c) for c in COLUMNS),
+         *(_cell(results, "forgetting", c) for c in FM_COLUMNS)]
         for variant, cells in table.items()
         for modality, results in cells.items()
     ]
     rows += [["memory bank (kNN, no training)", modality, percent(value), *["-"] * (len(header) - 3)]
              for modality, value in (reference or {}).items()]
     title = f"Final step of `{setting}` (%, mean over classes; FM = forgetting, lower is better)"
+    if any("final_std" in results for cells in table.values() for results in cells.values()):
+        title += "; mean ± sample std over seeds"
     return "\n".join([title, "", *markdown_table(header, rows)]) + "\n"
 
 
@@ -152,6 +197,18 @@ def plot_curves(table: dict[str, dict[str, dict]], path: Path) -> None:
     tmp.replace(path)
 
 
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds: expected a comma list of integers, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds: repeated seed in {text!r}")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = parse_args(argv)
@@ -160,13 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not setting.is_file():
             raise ConfigError(f"setting config not found: {setting}")
+        seeds = _seeds(args.seeds)
         table: dict[str, dict[str, dict]] = {}
         for variant in args.variants.split(","):
             for modality in args.modalities.split(","):
                 if set(modality.split("+")) - {"rgb", "depth"}:
                     raise ConfigError(f"unknown modality '{modality}' (use rgb, depth or rgb+depth)")
                 folder = output / variant / modality
-                table.setdefault(variant, {})[modality] = run_cell(setting, variant, modality, folder, args.opts)
+                results = run_seeds(setting, variant, modality, folder, args.opts, seeds)
+                table.setdefault(variant, {})[modality] = results
         reference = None
         if not args.no_reference:
             reference = memory_bank_reference(setting, args.opts, output / "memory_bank.json")

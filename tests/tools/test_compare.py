@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from tools.compare import main
@@ -38,3 +39,29 @@ def test_compare_unknown_variant_is_clear_error(tmp_path, tiny_root, make_config
     setting.write_text(yaml.safe_dump(make_config(tiny_root, [["ball"]])))
     assert main(["--setting", str(setting), "--variants", "nope", "--output", str(tmp_path / "g")]) == 2
     assert "unknown variant 'nope'" in capsys.readouterr().err
+
+
+def test_compare_over_seeds_gives_mean_and_std(tmp_path, tiny_root, make_config):
+    setting = tmp_path / "setting.yaml"
+    setting.write_text(yaml.safe_dump(make_config(tiny_root, [["ball", "box"]])))
+    argv = ["--setting", str(setting), "--variants", "ib_iumad", "--modalities", "rgb+depth", "--seeds", "3,4",
+            "--output", str(tmp_path / "grid"), "--no-reference"]
+    assert main(argv) == 0
+    cell = json.loads((tmp_path / "grid" / "comparison.json").read_text())["ib_iumad"]["rgb+depth"]
+    runs = [json.loads((tmp_path / "grid" / "ib_iumad" / "rgb+depth" / f"seed_{s}" / "results.json").read_text())
+            for s in (3, 4)]
+    assert [yaml.safe_load((tmp_path / "grid" / "ib_iumad" / "rgb+depth" / f"seed_{s}" / "config.yaml").read_text())
+            ["seed"] for s in (3, 4)] == [3, 4]
+    values = [r["final"]["i_auroc"] for r in runs]
+    assert cell["final"]["i_auroc"] == pytest.approx(sum(values) / 2)
+    assert cell["final_std"]["i_auroc"] == pytest.approx(abs(values[0] - values[1]) / 2**0.5)
+    assert set(cell["seeds"]) == {"3", "4"}
+    markdown = (tmp_path / "grid" / "comparison.md").read_text()
+    assert "mean ± sample std over seeds" in markdown and " ± " in markdown.splitlines()[-1]
+
+
+def test_compare_bad_seeds_are_a_clear_error(tmp_path, tiny_root, make_config, capsys):
+    setting = tmp_path / "setting.yaml"
+    setting.write_text(yaml.safe_dump(make_config(tiny_root, [["ball"]])))
+    assert main(["--setting", str(setting), "--seeds", "1,x", "--output", str(tmp_path / "g")]) == 2
+    assert "--seeds: expected a comma list of integers, got '1,x'" in capsys.readouterr().err
