@@ -20,7 +20,7 @@ import difflib
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -28,6 +28,7 @@ from utils.errors import ConfigError
 
 __all__ = [
     "SCHEMA",
+    "Field",
     "load_config",
     "merge_configs",
     "apply_overrides",
@@ -43,101 +44,82 @@ REQUIRED = object()
 
 _NUMBER = (int, float)
 
-# Leaf: (accepted types, default). Nested dict: a section.
+
+class Field(NamedTuple):
+    """One config key: accepted types, default (:data:`REQUIRED`: none), allowed values, inclusive bounds."""
+
+    types: Any
+    default: Any
+    choices: tuple[str, ...] | None = None
+    bounds: tuple[float | None, float | None] | None = None  # (low, high), None = unbounded on that side
+
+
+# Leaf: a Field. Nested dict: a section.
 SCHEMA: dict[str, Any] = {
-    "seed": (int, 133),
+    "seed": Field(int, 133),
     "dataset": {
-        "name": (str, REQUIRED),
-        "root": (str, REQUIRED),
-        "meta_dir": ((str, type(None)), None),
-        "image_size": (int, 224),
-        "batch_size": (int, 24),
-        "eval_batch_size": (int, 8),
-        "workers": (int, 2),
+        "name": Field(str, REQUIRED),
+        "root": Field(str, REQUIRED),
+        "meta_dir": Field((str, type(None)), None),
+        "image_size": Field(int, 224, bounds=(32, None)),
+        "batch_size": Field(int, 24, bounds=(1, None)),
+        "eval_batch_size": Field(int, 8, bounds=(1, None)),
+        "workers": Field(int, 2, bounds=(0, None)),
     },
     "model": {
-        "modalities": (list, ["rgb", "depth"]),
-        "condition": (str, "mamba"),
-        "fusion": (str, "ib"),
-        "jitter": {"scale": (_NUMBER, 20.0), "prob": (_NUMBER, 1.0)},
-        "feature_norm": (str, "none"),
-        "class_adapter_rank": (int, 0),
-        "map_fusion": (str, "concat_l2"),
-        "net": (list, REQUIRED),
+        "modalities": Field(list, ["rgb", "depth"]),
+        "condition": Field(str, "mamba"),
+        "fusion": Field(str, "ib"),
+        "jitter": {
+            "scale": Field(_NUMBER, 20.0, bounds=(0, None)),
+            "prob": Field(_NUMBER, 1.0, bounds=(0, 1)),
+        },
+        "feature_norm": Field(str, "none", choices=("none", "standardize")),
+        "class_adapter_rank": Field(int, 0, bounds=(0, None)),
+        "map_fusion": Field(str, "concat_l2", choices=("concat_l2", "normal_zmax")),
+        "net": Field(list, REQUIRED),
     },
     "criterion": {
         "weights": {
-            "rgb_ce": (_NUMBER, 1.0),
-            "depth_ce": (_NUMBER, 1.0),
-            "ib": (_NUMBER, 1.0),
-            "ib_ce": (_NUMBER, 0.0),
-            "fusion": (_NUMBER, 1.0),
+            "rgb_ce": Field(_NUMBER, 1.0),
+            "depth_ce": Field(_NUMBER, 1.0),
+            "ib": Field(_NUMBER, 1.0),
+            "ib_ce": Field(_NUMBER, 0.0),
+            "fusion": Field(_NUMBER, 1.0),
         },
     },
     "trainer": {
-        "epochs": (int, 100),
-        "incremental_epochs": (int, 50),
-        "lr": (_NUMBER, 1e-4),
-        "incremental_lr": ((_NUMBER, type(None)), None),
-        "weight_decay": (_NUMBER, 1e-4),
-        "betas": (list, [0.9, 0.999]),
-        "clip_grad_norm": ((_NUMBER, type(None)), 0.1),
+        "epochs": Field(int, 100, bounds=(1, None)),
+        "incremental_epochs": Field(int, 50, bounds=(1, None)),
+        "lr": Field(_NUMBER, 1e-4, bounds=(0, None)),
+        "incremental_lr": Field((_NUMBER, type(None)), None, bounds=(0, None)),
+        "weight_decay": Field(_NUMBER, 1e-4),
+        "betas": Field(list, [0.9, 0.999]),
+        "clip_grad_norm": Field((_NUMBER, type(None)), 0.1),
         "scheduler": {
-            "type": (str, "step"),
-            "step_size_fraction": (_NUMBER, 0.8),
-            "gamma": (_NUMBER, 0.1),
+            "type": Field(str, "step", choices=("step", "cosine", "constant")),
+            "step_size_fraction": Field(_NUMBER, 0.8),
+            "gamma": Field(_NUMBER, 0.1),
         },
-        "select": (str, "last"),
-        "val_fraction": (_NUMBER, 0.1),
-        "save_every_epochs": (int, 0),
-        "feature_cache": (str, "auto"),
-        "feature_cache_max_gb": (_NUMBER, 8.0),
+        "select": Field(str, "last", choices=("last", "val")),
+        "val_fraction": Field(_NUMBER, 0.1, bounds=(0, 0.9)),
+        "save_every_epochs": Field(int, 0, bounds=(0, None)),
+        "feature_cache": Field(str, "auto", choices=("auto", "memory", "disk", "off")),
+        "feature_cache_max_gb": Field(_NUMBER, 8.0),
     },
     "incremental": {
-        "steps": (list, REQUIRED),
+        "steps": Field(list, REQUIRED),
         "regularizer": {
-            "type": (str, "none"),
-            "ema_alpha": (_NUMBER, 0.05),
-            "gp_energy": (_NUMBER, 0.97),
-            "gp_max_samples": (int, 512),
+            "type": Field(str, "none", choices=("none", "gradient_projection", "ema_pull")),
+            "ema_alpha": Field(_NUMBER, 0.05, bounds=(0, 1)),
+            "gp_energy": Field(_NUMBER, 0.97, bounds=(0, 1)),
+            "gp_max_samples": Field(int, 512, bounds=(1, None)),
         },
     },
     "evaluation": {
-        "vis_per_class": (int, 2),
-        "aupro_mode": (str, "exact"),
+        "vis_per_class": Field(int, 2, bounds=(0, None)),
+        "aupro_mode": Field(str, "exact", choices=("exact", "compat")),
     },
-}
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "model.feature_norm": ("none", "standardize"),
-    "model.map_fusion": ("concat_l2", "normal_zmax"),
-    "trainer.scheduler.type": ("step", "cosine", "constant"),
-    "trainer.select": ("last", "val"),
-    "trainer.feature_cache": ("auto", "memory", "disk", "off"),
-    "incremental.regularizer.type": ("none", "gradient_projection", "ema_pull"),
-    "evaluation.aupro_mode": ("exact", "compat"),
-}
-
-
-# Inclusive numeric ranges (None = unbounded).
-_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "dataset.image_size": (32, None),
-    "dataset.batch_size": (1, None),
-    "dataset.eval_batch_size": (1, None),
-    "dataset.workers": (0, None),
-    "model.jitter.scale": (0, None),
-    "model.jitter.prob": (0, 1),
-    "model.class_adapter_rank": (0, None),
-    "trainer.epochs": (1, None),
-    "trainer.incremental_epochs": (1, None),
-    "trainer.lr": (0, None),
-    "trainer.incremental_lr": (0, None),
-    "trainer.val_fraction": (0, 0.9),
-    "trainer.save_every_epochs": (0, None),
-    "incremental.regularizer.ema_alpha": (0, 1),
-    "incremental.regularizer.gp_energy": (0, 1),
-    "incremental.regularizer.gp_max_samples": (1, None),
-    "evaluation.vis_per_class": (0, None),
 }
 
 
@@ -146,12 +128,19 @@ def schema_defaults(section: str) -> dict[str, Any]:
     node: Any = SCHEMA
     for part in section.split("."):
         node = node[part]
-    return {key: copy.deepcopy(spec[1]) for key, spec in node.items() if not isinstance(spec, dict)}
+    return {key: copy.deepcopy(spec.default) for key, spec in node.items() if isinstance(spec, Field)}
 
 
 def schema_choices(key: str) -> tuple[str, ...]:
     """Allowed values of a string switch, e.g. ``schema_choices("model.feature_norm")``."""
-    return _CHOICES[key]
+    return _field(key).choices
+
+
+def _field(key: str) -> Field:
+    node: Any = SCHEMA
+    for part in key.split("."):
+        node = node[part]
+    return node
 
 
 def _is_named_list(value: Any) -> bool:
@@ -268,8 +257,9 @@ def _type_name(types: Any) -> str:
     return " or ".join("null" if t is type(None) else t.__name__ for t in flat)
 
 
-def _check_leaf(key: str, value: Any, types: Any) -> Any:
-    if value is False and "off" in _CHOICES.get(key, ()):
+def _check_leaf(key: str, value: Any, field: Field) -> Any:
+    types = field.types
+    if value is False and "off" in (field.choices or ()):
         value = "off"  # YAML 1.1 reads an unquoted `off` as false
     flat = types if isinstance(types, tuple) else (types,)
     flat = tuple(t for group in flat for t in (group if isinstance(group, tuple) else (group,)))
@@ -277,10 +267,9 @@ def _check_leaf(key: str, value: Any, types: Any) -> Any:
         raise ConfigError(f"config key '{key}': expected {_type_name(types)}, got {value!r}")
     if not isinstance(value, flat):
         raise ConfigError(f"config key '{key}': expected {_type_name(types)}, got {value!r} ({type(value).__name__})")
-    choices = _CHOICES.get(key)
-    if choices is not None and value not in choices:
-        raise ConfigError(f"config key '{key}': expected one of {', '.join(choices)}, got {value!r}")
-    low, high = _RANGES.get(key, (None, None)) if value is not None else (None, None)
+    if field.choices is not None and value not in field.choices:
+        raise ConfigError(f"config key '{key}': expected one of {', '.join(field.choices)}, got {value!r}")
+    low, high = field.bounds if field.bounds is not None and value is not None else (None, None)
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"{'-inf' if low is None else low}..{'inf' if high is None else high}"
         raise ConfigError(f"config key '{key}': expected a value in {bounds}, got {value!r}")
@@ -305,11 +294,11 @@ def _validate_section(cfg: Mapping, schema: Mapping, prefix: str) -> dict:
                 raise ConfigError(f"config key '{full}': expected a section (mapping), got {value!r}")
             out[key] = _validate_section(value, spec, f"{full}.")
         elif key in cfg:
-            out[key] = _check_leaf(full, cfg[key], spec[0])
-        elif spec[1] is REQUIRED:
+            out[key] = _check_leaf(full, cfg[key], spec)
+        elif spec.default is REQUIRED:
             raise ConfigError(f"config key '{full}' is required but missing")
         else:
-            out[key] = copy.deepcopy(spec[1])
+            out[key] = copy.deepcopy(spec.default)
     return out
 
 

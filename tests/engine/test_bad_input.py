@@ -27,7 +27,9 @@ def _first(root: Path, folder: str, ext: str) -> Path:
 
 
 def _write_xyz(root: Path, array: np.ndarray) -> None:
-    tifffile.imwrite(_first(root, f"{TRAIN}/xyz", ".tiff"), array)
+    # Three samples per pixel are stored contiguously, as in the real MVTec 3D-AD files.
+    layout = {"photometric": "rgb"} if array.shape[-1] == 3 else {}
+    tifffile.imwrite(_first(root, f"{TRAIN}/xyz", ".tiff"), array, **layout)
 
 
 def _defect_mask(root: Path) -> Path:
