@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from utils.dist import barrier, get_rank, get_world_size, local_world_size
+from utils.dist import barrier, broadcast_object, get_rank, get_world_size, local_world_size
 
 __all__ = ["CachedFeatureDataset", "build_feature_cache", "cache_key"]
 
@@ -101,7 +101,7 @@ def _write_missing(model, dataset, paths: dict[int, Path], device, batch_size: i
         feats = model.extract_features(batch["image"].to(device), batch["depth"].to(device))
         for i in range(batch["image"].shape[0]):
             path = paths[todo[position]]
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp = path.with_suffix(f".{get_rank()}.{os.getpid()}.tmp")  # unique across the processes of every node
             torch.save(_entry(batch, feats, i), tmp)
             tmp.replace(path)
             position += 1
@@ -123,7 +123,8 @@ def build_feature_cache(
     """Run ``model.extract_features`` once over ``dataset``.
 
     In memory every process holds a copy of the whole set (its sampler may draw any sample), so ``auto``
-    weighs the estimate times the processes on this machine (``LOCAL_WORLD_SIZE``). On disk the processes
+    weighs the estimate times the processes on rank 0's machine (``LOCAL_WORLD_SIZE``), and every rank takes
+    rank 0's choice. On disk the processes
     of a run share one set of files (and the page cache): each rank writes its share (samples ``rank``,
     ``rank + world``, ...), then, after a barrier, whatever it still cannot see (a node whose output
     folder is not shared with the others).
@@ -138,7 +139,7 @@ def build_feature_cache(
     if mode == "auto":
         copies = local_world_size()
         size = _estimate_gib(model, dataset[0], dataset[0]["image"].shape[-1], len(dataset), device) * copies
-        mode = "memory" if size <= max_gib else "disk"
+        mode = broadcast_object("memory" if size <= max_gib else "disk")  # one choice for every rank (barrier below)
         LOGGER.info("feature cache: %.2f GiB estimated (%d process(es) on this machine) -> %s", size, copies, mode)
     if mode == "memory":
         return _memory_cache(model, dataset, device, batch_size, workers, show_progress)

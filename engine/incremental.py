@@ -8,6 +8,7 @@ classifiers to the classes seen so far, trains on step k's classes only, writes
 from __future__ import annotations
 
 import logging
+import math
 import posixpath
 import random
 from dataclasses import dataclass
@@ -259,23 +260,39 @@ class IncrementalRun:
                    resume_payload, lambda: self._payload(step))
         loader = build_loader(raw_train, batch, 0, shuffle=False, seed=0)
         self.regularizer.end_step(self.model, loader, self.device)
-        if held_out is not None:
-            self._calibrate(step, held_out, held_out_ids)
+        self._calibrate(step, held_out)
         if is_main_process():
             save_checkpoint(self.folder.ckpt(step), {**self._payload(step), "model": self.model.state_dict()})
             last.unlink(missing_ok=True)
         barrier()
 
-    def _calibrate(self, step: int, held_out: RGBDDataset, class_ids: dict[str, int]) -> None:
+    def _calibrate(self, step: int, held_out: RGBDDataset | None) -> None:
         """Fit the map fusion's statistics (with ``normal_zmax``), then store the held-out normals' image scores."""
         batch = self.cfg["dataset"]["eval_batch_size"]
-        records = score_dataset(self.model, held_out, self.device, batch)  # every record on rank 0 only
+        records = score_dataset(self.model, held_out, self.device, batch) if held_out is not None else []
         if self.model.map_fusion is not None:
-            for name, statistics in broadcast_object(normal_map_statistics(records)).items():
-                self.model.map_fusion.set_statistics(class_ids[name], statistics)
-            records = score_dataset(self.model, held_out, self.device, batch)  # scored with the fitted fusion
-        self.state.normal_scores.update(broadcast_object(normal_score_statistics(records)))
-        LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
+            self._fit_map_fusion(step, broadcast_object(normal_map_statistics(records)))
+            if held_out is not None:
+                records = score_dataset(self.model, held_out, self.device, batch)  # scored with the fitted fusion
+        if held_out is not None:  # records on rank 0 only
+            self.state.normal_scores.update(broadcast_object(normal_score_statistics(records)))
+            LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
+
+    def _fit_map_fusion(self, step: int, fitted: dict[str, dict[str, tuple[float, float]]]) -> None:
+        """Set each new class's map statistics; a class without usable ones falls back to the pooled statistics."""
+        for name in self.steps[step]:
+            statistics = fitted.get(name)
+            usable = statistics is not None and all(
+                math.isfinite(mean) and math.isfinite(std) and std > 0 for mean, std in statistics.values()
+            )
+            if usable:
+                self.model.map_fusion.set_statistics(self.state.classes.index(name), statistics)
+            else:
+                LOGGER.warning(
+                    "step %d: class %s has no usable held-out normal maps (%s); its fused map uses the statistics "
+                    "pooled over the other classes", step, name,
+                    "none held out" if statistics is None else f"mean, std {statistics}",
+                )
 
     def _maybe_cache(self, dataset: RGBDDataset):
         tcfg, dcfg = self.cfg["trainer"], self.cfg["dataset"]

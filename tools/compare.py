@@ -119,10 +119,11 @@ def seed_summary(per_seed: dict[int, dict]) -> dict:
         values = {k: v for k, v in values.items() if not np.isnan(v).any()}
         summary[part] = {k: float(v.mean()) for k, v in values.items()}
         summary[part + "_std"] = {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()}
-    summary["steps"] = [
-        {"step": step["step"], "mean": {"i_auroc": float(np.mean([r["steps"][j]["mean"]["i_auroc"] for r in runs]))}}
-        for j, step in enumerate(runs[0]["steps"])
-    ]
+    summary["steps"] = []
+    for j, step in enumerate(runs[0]["steps"]):
+        values = np.array([r["steps"][j]["mean"].get("i_auroc") for r in runs], dtype=float)  # None -> NaN
+        mean = float(np.nanmean(values)) if not np.isnan(values).all() else None
+        summary["steps"].append({"step": step["step"], "mean": {"i_auroc": mean}})
     return summary
 
 

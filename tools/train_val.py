@@ -73,11 +73,14 @@ def prepare_output(output: Path) -> None:
 
 
 def log_peak_memory() -> None:
-    """Log every rank's peak resident memory (MiB) on rank 0, so a run's log shows what each process needed."""
+    """Log every rank's peak resident memory (MiB) on rank 0, so a run's log shows what each process needed.
+
+    The main process of each rank only: DataLoader worker processes (``dataset.workers`` > 0) come on top.
+    """
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     peaks = gather_objects_to_main(peak / (2**20 if sys.platform == "darwin" else 2**10))
     if peaks is not None:
-        LOGGER.info("peak resident memory per rank: %s MiB", ", ".join(f"{p:.0f}" for p in peaks))
+        LOGGER.info("peak resident memory per rank: %s MiB (main processes)", ", ".join(f"{p:.0f}" for p in peaks))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -241,12 +241,21 @@ def apply_overrides(cfg: dict, opts: list[str]) -> dict:
         if "=" not in opt:
             raise ConfigError(f"--opts expects key=value, got '{opt}'")
         key, raw = opt.split("=", 1)
+        key = _renamed_override(key.strip())
         try:
             value = _parse_yaml(raw)
         except yaml.YAMLError:
             value = raw
         _set_path(cfg, key.strip(), value)
     return cfg
+
+
+def _renamed_override(key: str) -> str:
+    """``model.net.<entry>.kwargs.<old name>`` under the current name (:data:`RENAMED_NET_KWARGS`)."""
+    parts = key.split(".")
+    if len(parts) == 5 and parts[:2] == ["model", "net"] and parts[3] == "kwargs":
+        parts[4] = RENAMED_NET_KWARGS.get(parts[4], parts[4])
+    return ".".join(parts)
 
 
 def _type_name(types: Any) -> str:

@@ -158,6 +158,9 @@ def test_old_spellings_of_renamed_net_kwargs_load_as_the_new_names(tmp_path):
     _net_config(tmp_path / "base.yaml", {"num_layers": 4, "num_heads": 2})
     child = load_config(_net_config(tmp_path / "child.yaml", {"nhead": 8}, base="base.yaml"))
     assert child["model"]["net"][0]["kwargs"] == {"num_layers": 4, "num_heads": 8}
+    # And so does an --opts override in the old spelling.
+    opts = load_config(tmp_path / "base.yaml", ["model.net.vit.kwargs.nhead=16"])
+    assert opts["model"]["net"][0]["kwargs"] == {"num_layers": 4, "num_heads": 16}
 
 
 def test_both_spellings_of_one_kwarg_with_different_values_are_refused(tmp_path):
