@@ -268,15 +268,17 @@ class IncrementalRun:
 
     def _calibrate(self, step: int, held_out: RGBDDataset | None) -> None:
         """Fit the map fusion's statistics (with ``normal_zmax``), then store the held-out normals' image scores."""
+        if held_out is None:  # no class of the step kept a training normal back
+            if self.model.map_fusion is not None:
+                self._fit_map_fusion(step, {})
+            return
         batch = self.cfg["dataset"]["eval_batch_size"]
-        records = score_dataset(self.model, held_out, self.device, batch) if held_out is not None else []
+        records = score_dataset(self.model, held_out, self.device, batch)  # every record on rank 0 only
         if self.model.map_fusion is not None:
             self._fit_map_fusion(step, broadcast_object(normal_map_statistics(records)))
-            if held_out is not None:
-                records = score_dataset(self.model, held_out, self.device, batch)  # scored with the fitted fusion
-        if held_out is not None:  # records on rank 0 only
-            self.state.normal_scores.update(broadcast_object(normal_score_statistics(records)))
-            LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
+            records = score_dataset(self.model, held_out, self.device, batch)  # scored with the fitted fusion
+        self.state.normal_scores.update(broadcast_object(normal_score_statistics(records)))
+        LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
 
     def _fit_map_fusion(self, step: int, fitted: dict[str, dict[str, tuple[float, float]]]) -> None:
         """Set each new class's map statistics; a class without usable ones falls back to the pooled statistics."""

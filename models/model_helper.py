@@ -43,8 +43,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
 }
 
 _MODEL_KEYS = set(SCHEMA["model"])
-_FEATURE_NORMS = schema_choices("model.feature_norm")
-_MAP_FUSIONS = schema_choices("model.map_fusion")
+_MODEL_DEFAULTS = schema_defaults("model")
 _ENTRY_KEYS = {"name", "type", "kwargs", "prev", "frozen"}
 _JITTER_DEFAULTS = schema_defaults("model.jitter")
 # Roles with a fixed entry name; the conditioner and the fusion are the entries named by the switches.
@@ -187,6 +186,15 @@ def _jitter(value: Any) -> dict[str, float]:
     return jitter
 
 
+def _choice(model_cfg: Mapping[str, Any], key: str) -> str:
+    """A string switch of the ``model`` section, its schema default when absent, checked against its choices."""
+    value = model_cfg.get(key, _MODEL_DEFAULTS[key])
+    choices = schema_choices(f"model.{key}")
+    if value not in choices:
+        raise ConfigError(f"model.{key}: '{value}' is not one of {list(choices)}")
+    return value
+
+
 def _switches(model_cfg: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The validated switches of the ``model`` section (modalities, condition, fusion, jitter, norm, adapters)."""
     switches = {
@@ -194,14 +202,10 @@ def _switches(model_cfg: Mapping[str, Any], entries: Mapping[str, Mapping[str, A
         "condition": _select(entries, "condition", model_cfg.get("condition", "none"), allow_none=True),
         "fusion": _select(entries, "fusion", model_cfg.get("fusion"), allow_none=False),
         "jitter": _jitter(model_cfg.get("jitter")),
-        "feature_norm": model_cfg.get("feature_norm", "none"),
-        "adapter_rank": model_cfg.get("class_adapter_rank", 0),
-        "map_fusion": model_cfg.get("map_fusion", "concat_l2"),
+        "feature_norm": _choice(model_cfg, "feature_norm"),
+        "adapter_rank": model_cfg.get("class_adapter_rank", _MODEL_DEFAULTS["class_adapter_rank"]),
+        "map_fusion": _choice(model_cfg, "map_fusion"),
     }
-    if switches["map_fusion"] not in _MAP_FUSIONS:
-        raise ConfigError(f"model.map_fusion: '{switches['map_fusion']}' is not one of {list(_MAP_FUSIONS)}")
-    if switches["feature_norm"] not in _FEATURE_NORMS:
-        raise ConfigError(f"model.feature_norm: '{switches['feature_norm']}' is not one of {list(_FEATURE_NORMS)}")
     rank = switches["adapter_rank"]
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
         raise ConfigError(f"model.class_adapter_rank: expected an integer >= 0, got {rank!r}")

@@ -66,7 +66,7 @@ def test_the_model_scores_its_fused_map(model_cfg, one_thread):
     # No class adapters, so no router: the pooled statistics.
     torch.testing.assert_close(out["anomaly_map"], _expected(maps, [POOLED, POOLED]))
     torch.testing.assert_close(out["image_score"], model.discriminator.image_score(out["anomaly_map"]))
-    assert model_cfg().get("map_fusion") is None and build_model(model_cfg(), 64, 2).map_fusion is None
+    assert build_model(model_cfg(), 64, 2).map_fusion is None  # the default: the paper's L2 map
 
 
 def test_unknown_map_fusion_is_refused(model_cfg):
