@@ -30,7 +30,9 @@ __all__ = [
     "load_checkpoint",
 ]
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+#: The last commit whose code reads checkpoints of version 1.
+_VERSION_1_COMMIT = "8eb4294"
 
 
 @dataclass
@@ -39,7 +41,7 @@ class IncrementalState:
 
     Attributes:
         classes: every class learned so far, in classifier order.
-        regularizer: the regularizer's own state (e.g. gradient-projection bases per layer).
+        regularizer: the incremental strategy's carried state (e.g. ``iuf``'s activation bases per layer).
         normal_scores: class → statistics of its held-out training normals' image scores, taken at the
             end of the step that learned it (:mod:`engine.calibration`; empty in checkpoints written
             before thresholds existed, or with ``trainer.val_fraction: 0``).
@@ -64,40 +66,19 @@ class IncrementalState:
 
 
 _NOT_ARCHITECTURE = {"pretrained", "checkpoint_path", "dropout"}  # where weights come from; training-only
-#: Model keys added after checkpoints existed, at the value that builds the network as before: left out of the
-#: fingerprint then, so older checkpoints keep loading.
-_NEUTRAL_MODEL_KEYS = {"class_adapter_rank": 0, "map_fusion": "concat_l2"}
-
-
-#: ``model.net`` kwargs renamed after checkpoints existed (``utils.config.RENAMED_NET_KWARGS``): entry type →
-#: {current name: name when the first checkpoints were written}. The fingerprint hashes the first spelling,
-#: so those checkpoints keep loading.
-_FIRST_SPELLING = {
-    "models.mamba.MambaDecoder": {"num_layers": "depth"},
-    "models.conditioners.ViTConditioner": {"num_layers": "depth"},
-    "models.reconstructions.ReconstructionTransformer": {"num_heads": "nhead"},
-    "models.fusion.IBFusion": {"num_heads": "nhead"},
-}
-
-
-def _hashed_kwargs(entry: dict) -> dict:
-    spelling = _FIRST_SPELLING.get(entry.get("type"), {})
-    return {spelling.get(k, k): v for k, v in entry.get("kwargs", {}).items() if k not in _NOT_ARCHITECTURE}
 
 
 def architecture_fingerprint(cfg: dict) -> str:
     """Hash of everything that shapes the network's parameters (model section and input size).
 
     Leaves out the feature jitter and the keys of :data:`_NOT_ARCHITECTURE`, so a checkpoint trained with
-    ``pretrained: true`` can be evaluated offline with ``checkpoint_path`` or ``pretrained: false``, and the
-    keys of :data:`_NEUTRAL_MODEL_KEYS` at their neutral value.
+    ``pretrained: true`` can be evaluated offline with ``checkpoint_path`` or ``pretrained: false``.
     """
-    net = [{**entry, "kwargs": _hashed_kwargs(entry)} for entry in cfg["model"]["net"]]
-    kept = {
-        k: v for k, v in cfg["model"].items()
-        if k != "jitter" and not (k in _NEUTRAL_MODEL_KEYS and v == _NEUTRAL_MODEL_KEYS[k])
-    }
-    model_cfg = {**kept, "net": net}
+    net = [
+        {**entry, "kwargs": {k: v for k, v in entry.get("kwargs", {}).items() if k not in _NOT_ARCHITECTURE}}
+        for entry in cfg["model"]["net"]
+    ]
+    model_cfg = {**{k: v for k, v in cfg["model"].items() if k != "jitter"}, "net": net}
     key = json.dumps({"model": model_cfg, "image_size": cfg["dataset"]["image_size"]}, sort_keys=True)
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
@@ -151,8 +132,13 @@ def load_checkpoint(path: Path, fingerprint: str | None = None, hint: str = "") 
         ) from None
     except Exception as exc:  # noqa: BLE001 - any other unpickling failure means the same thing to the user
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
-    if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} is not an IB-IUMAD checkpoint of version {CHECKPOINT_VERSION}")
+    if not isinstance(payload, dict) or "version" not in payload:
+        raise CheckpointError(f"{path} is not an IB-IUMAD checkpoint")
+    if payload["version"] != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} was written by an older version of this repository (checkpoint version {payload['version']}, "
+            f"this code reads {CHECKPOINT_VERSION}); retrain, or check out commit {_VERSION_1_COMMIT} to use it"
+        )
     if fingerprint is not None and payload.get("fingerprint") != fingerprint:
         raise CheckpointError(
             f"{path} was written by another model configuration (fingerprint {payload.get('fingerprint')}, "

@@ -17,17 +17,19 @@ from typing import Any
 
 import torch
 
-from datasets import RGBDDataset, build_loader, read_meta, write_meta
+from datasets import RGBDDataset, read_meta, write_meta
 from engine.calibration import normal_map_statistics, normal_score_statistics
 from engine.checkpoint import IncrementalState, architecture_fingerprint, load_checkpoint, save_checkpoint
 from engine.evaluator import evaluate, score_dataset
 from engine.feature_cache import build_feature_cache, cache_key
 from engine.feature_statistics import fit_class_prototypes, fit_feature_standardizer
-from engine.regularizers import Regularizer, build_regularizer
+from engine.hooks import StepSpec
 from engine.results import build_results, read_step_record, step_record, write_results
 from engine.run_folder import RunFolder
-from engine.trainer import StepSpec, train_step
-from models.class_adapters import train_only_class_adapters
+from engine.strategies import Strategy, build_strategy
+from engine.strategies.class_adapters import ClassAdapterIsolation
+from engine.train_hooks import EpochLogger, ModelSelection, PeriodicCheckpoint, StepDrift
+from engine.trainer import StepTrainer
 from models.model_helper import build_model
 from utils.criterion_helper import build_criterion
 from utils.dist import barrier, broadcast_object, get_world_size, is_main_process
@@ -90,8 +92,9 @@ class IncrementalRun:
         seed_everything(cfg["seed"])
         self.model = build_model(cfg["model"], cfg["dataset"]["image_size"], len(self.steps[0])).to(device)
         self.criterion = build_criterion(cfg["criterion"]["weights"])
-        self.regularizer: Regularizer = build_regularizer(cfg["incremental"]["regularizer"])
+        self.strategy: Strategy = build_strategy(cfg["incremental"]["regularizer"])
         self.state = IncrementalState()
+        self.step_drift: dict[int, float | None] = {}  # step → how far its training moved the weights
 
     # ----------------------------------------------------------------- data
     def _load_meta(self) -> tuple[list[dict], list[dict]]:
@@ -147,8 +150,9 @@ class IncrementalRun:
 
     # ---------------------------------------------------------- checkpoints
     def _payload(self, step: int) -> dict[str, Any]:
-        state = IncrementalState(self.state.classes, self.regularizer.state_dict(), self.state.normal_scores)
-        return {"fingerprint": self.fingerprint, "step": step, "state": state.to_dict(), "config": self.cfg}
+        state = IncrementalState(self.state.classes, self.strategy.carried_state(), self.state.normal_scores)
+        return {"fingerprint": self.fingerprint, "step": step, "state": state.to_dict(), "config": self.cfg,
+                "drift": self.step_drift.get(step)}
 
     def _load_step(self, step: int) -> None:
         hint = (
@@ -165,7 +169,8 @@ class IncrementalRun:
         self.state = IncrementalState.from_dict(payload["state"])
         self.model.grow_classes(len(self.state.classes))
         self.model.load_state_dict(payload["model"])
-        self.regularizer.load_state_dict(self.state.regularizer)
+        self.strategy.load_carried_state(self.state.regularizer)
+        self.step_drift[step] = payload.get("drift")
         LOGGER.info("loaded %s (classes: %s)", self.folder.ckpt(step), ", ".join(self.state.classes))
 
     # ------------------------------------------------------------- running
@@ -241,10 +246,6 @@ class IncrementalRun:
         batch = self.cfg["dataset"]["eval_batch_size"]
         fit_feature_standardizer(self.model, train_set, self.device, batch, uses_cache)
         fit_class_prototypes(self.model, train_set, self.device, batch, uses_cache, sorted(class_ids.values()))
-        if step > 0 and self.model.router is not None:
-            trainable = train_only_class_adapters(self.model, sorted(class_ids.values()))
-            LOGGER.info("step %d trains only the new classes' adapters (%d parameters)", step, trainable)
-        self.regularizer.begin_step(self.model, step)
         last = step_dir / "last.pth"
         resume_payload = load_checkpoint(last, self.fingerprint) if resume and last.is_file() else None
         if resume_payload is not None and resume_payload["state"]["classes"] != self.state.classes:
@@ -252,19 +253,41 @@ class IncrementalRun:
                 f"{last} was training classes {resume_payload['state']['classes']}, but step {step} of this config "
                 f"gives {self.state.classes}; use the config it was started with, or --overwrite"
             )
-        spec = StepSpec(step, tcfg["epochs"] if step == 0 else tcfg["incremental_epochs"], train_set, val_set,
-                        uses_cache, step_dir)
+        spec = StepSpec(step, self._epochs(step), train_set, val_set, uses_cache, step_dir, sorted(class_ids.values()))
         LOGGER.info("step %d: training on %s (%d images, %d epochs)", step, ", ".join(self.steps[step]),
                     len(raw_train), spec.epochs)
-        train_step(self.model, self.criterion, self.regularizer, spec, self.cfg, self.device, self.writer,
-                   resume_payload, lambda: self._payload(step))
-        loader = build_loader(raw_train, batch, 0, shuffle=False, seed=0)
-        self.regularizer.end_step(self.model, loader, self.device)
+        trainer = StepTrainer(self.model, self.criterion, spec, self.cfg, self.device, self._hooks(step), self.writer)
+        if resume_payload is not None:
+            trainer.restore(resume_payload)
+        trainer.run()
+        self.step_drift[step] = self.drift.drift
+        LOGGER.info("step %d: drift %.4f (L2 distance of the trained parameters from the step's start)", step,
+                    self.drift.drift)
         self._calibrate(step, held_out)
         if is_main_process():
             save_checkpoint(self.folder.ckpt(step), {**self._payload(step), "model": self.model.state_dict()})
             last.unlink(missing_ok=True)
         barrier()
+
+    def _epochs(self, step: int) -> int:
+        """The step entry's ``epochs``, else ``trainer.epochs`` (base step) or ``trainer.incremental_epochs``.
+
+        ``trainer.max_epochs_per_step`` caps the result (quick runs of the long real-data schedules).
+        """
+        tcfg = self.cfg["trainer"]
+        default = tcfg["epochs"] if step == 0 else tcfg["incremental_epochs"]
+        epochs = self.cfg["incremental"]["steps"][step].get("epochs", default)
+        return min(epochs, tcfg["max_epochs_per_step"] or epochs)
+
+    def _hooks(self, step: int) -> list:
+        """The step trainer's hooks, in the order they run: parameters are frozen before anything snapshots them."""
+        hooks = [ClassAdapterIsolation()] if self.model.router is not None else []
+        self.drift = StepDrift()
+        hooks += [self.strategy, self.drift, EpochLogger()]
+        if self.cfg["trainer"]["select"] == "val":
+            hooks.append(ModelSelection(self.criterion))
+        hooks.append(PeriodicCheckpoint(hooks, lambda: self._payload(step)))
+        return hooks
 
     def _calibrate(self, step: int, held_out: RGBDDataset | None) -> None:
         """Fit the map fusion's statistics (with ``normal_zmax``), then store the held-out normals' image scores."""
@@ -324,7 +347,7 @@ class IncrementalRun:
                         ecfg["aupro_mode"], vis_dir, ecfg["vis_per_class"] if vis_dir else 0)
 
     def _evaluate_step(self, step: int, step_dir: Path) -> None:
-        record = step_record(step, self.steps[step], self._evaluate_seen(step_dir / "vis"))
+        record = step_record(step, self.steps[step], self._evaluate_seen(step_dir / "vis"), self.step_drift.get(step))
         if is_main_process():
             atomic_write_json(step_dir / "metrics.json", record)
             if self.writer is not None:
@@ -352,7 +375,7 @@ class IncrementalRun:
             step = finished[-1]
         self._load_step(step)
         per_class = self._evaluate_seen(None)
-        record = step_record(step, self.steps[step], per_class)
+        record = step_record(step, self.steps[step], per_class, self.step_drift.get(step))
         if is_main_process():
             atomic_write_json(self.folder.step_dir(step) / "metrics_evaluate.json", record)
             LOGGER.info("evaluation of step %d:\n%s", step, format_final_table(build_results([record])))

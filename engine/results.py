@@ -29,9 +29,14 @@ def _mean(per_class: dict[str, dict[str, float]]) -> dict[str, float]:
     return {k: _nan_to_none(float(np.nanmean([_none_to_nan(m.get(k)) for m in per_class.values()]))) for k in keys}
 
 
-def step_record(step: int, trained: list[str], per_class: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """One step's record: classes trained, per-class metrics on every class seen, their means."""
-    return {"step": step, "classes": list(trained), "per_class": per_class, "mean": _mean(per_class)}
+def step_record(
+    step: int, trained: list[str], per_class: dict[str, dict[str, float]], drift: float | None = None
+) -> dict[str, Any]:
+    """One step's record: classes trained, per-class metrics on every class seen, their means, and the drift.
+
+    ``drift`` is ``‖θ − θ_start‖₂`` over the parameters the step trained (:class:`engine.train_hooks.StepDrift`).
+    """
+    return {"step": step, "classes": list(trained), "per_class": per_class, "mean": _mean(per_class), "drift": drift}
 
 
 def read_step_record(path: Path) -> dict[str, Any]:
@@ -70,6 +75,7 @@ def build_results(records: list[dict[str, Any]]) -> dict[str, Any]:
         "steps": records,
         "R": matrices,
         "forgetting": forgetting,
+        "drift": [record.get("drift") for record in records],
         "final": dict(records[-1]["mean"]) if records else {},
     }
 

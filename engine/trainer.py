@@ -1,72 +1,38 @@
-"""Training of one incremental step (the same losses in the base and the incremental steps, Algorithm 1).
+"""Training of one incremental step: a small closed loop; everything around it is a hook (:mod:`engine.hooks`).
 
-:func:`train_step` runs the epochs of one step: AdamW, gradient clipping, a per-epoch schedule,
-the step's regularizer hooks, non-finite-loss checks, per-epoch reseeding (so a resumed step is
-bit-identical on CPU), optional within-step checkpoints and optional model selection on held-out
-training normals (never on test data).
+:class:`StepTrainer` runs the epochs of one step: the optimizer (a hook's, else AdamW), the per-epoch
+schedule, forward, the criterion plus the hooks' loss terms, non-finite-loss checks, backward,
+gradient clipping, the optimizer step, and per-epoch reseeding (so a resumed step is bit-identical on
+CPU). Model selection, checkpoints, logging and incremental strategies are hooks
+(:mod:`engine.train_hooks`, :mod:`engine.strategies`).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from datasets import build_loader
-from engine.checkpoint import save_checkpoint
-from engine.regularizers import Regularizer
+from engine.batch import forward_batch
+from engine.hooks import HookBase, StepContext, StepSpec
 from utils.dist import get_rank, get_world_size, is_main_process
 from utils.errors import IUMADError
 from utils.optimizer import build_optimizer, build_scheduler
 from utils.seeding import derive_seed, seed_everything
 
-__all__ = ["TrainingError", "StepSpec", "StepTrainer", "train_step"]
+__all__ = ["TrainingError", "StepSpec", "StepTrainer"]
 
 LOGGER = logging.getLogger(__name__)
 
 
 class TrainingError(IUMADError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
-
-
-@dataclass
-class StepSpec:
-    """What one step trains.
-
-    Attributes:
-        index: step number (0 = base step).
-        epochs: epochs of this step (``trainer.epochs`` or ``trainer.incremental_epochs``).
-        train_set: training samples of the step's classes (raw or with cached features).
-        val_set: held-out training normals for ``trainer.select: val`` (None otherwise).
-        uses_cache: whether ``train_set`` yields cached backbone features.
-        step_dir: ``<output>/step_<k>``.
-    """
-
-    index: int
-    epochs: int
-    train_set: Dataset
-    val_set: Dataset | None
-    uses_cache: bool
-    step_dir: Path
-
-
-def _forward(model: nn.Module, batch: dict[str, Any], device: torch.device, uses_cache: bool):
-    image = batch["image"].to(device, non_blocking=True)
-    depth = batch["depth"].to(device, non_blocking=True)
-    class_ids = batch["class_id"].to(device, non_blocking=True)  # chooses the class adapters, when there are any
-    if uses_cache:
-        feats = {m: f.to(device, non_blocking=True) for m, f in batch["features"].items()}
-        return model(image, depth, features=feats, class_ids=class_ids)
-    return model(image, depth, class_ids=class_ids)
 
 
 def _check_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, iteration: int) -> None:
@@ -87,157 +53,115 @@ def _check_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, iterat
     raise TrainingError(f"non-finite loss on another process at step {step}, epoch {epoch + 1}, iteration {iteration}")
 
 
-@torch.no_grad()
-def _validation_loss(model: nn.Module, criterion, loader, device, uses_cache: bool) -> float:
-    model.eval()
-    total, count = 0.0, 0
-    for batch in loader:
-        outputs = _forward(model, batch, device, uses_cache)
-        losses = criterion(outputs, {"class_id": batch["class_id"].to(device)})
-        total += losses.get("fusion", losses["total"]).item()
-        count += 1
-    model.train()
-    return total / max(count, 1)
-
-
 class StepTrainer:
-    """The epochs of one step, each part a method: loaders, one epoch, model selection, within-step checkpoints.
+    """The epochs of one step over a list of hooks.
 
     Args:
         model: the unwrapped model, trained in place.
         criterion: ``(outputs, batch) -> dict`` of named losses with ``total``.
-        regularizer: already ``begin_step``-ed for this step.
         spec: what to train.
         cfg: the resolved config.
         device: this process's device.
+        hooks: called in this order (``after_step`` in reverse); see :mod:`engine.hooks`.
         writer: TensorBoard writer on rank 0, else None.
-        checkpoint_extra: ``() -> dict`` of run-level entries added to every within-step checkpoint.
     """
 
-    def __init__(self, model: nn.Module, criterion, regularizer: Regularizer, spec: StepSpec, cfg: dict,
-                 device: torch.device, writer, checkpoint_extra) -> None:
-        self.model, self.criterion, self.regularizer, self.spec = model, criterion, regularizer, spec
-        self.cfg, self.tcfg, self.device, self.writer = cfg, cfg["trainer"], device, writer
-        self.checkpoint_extra = checkpoint_extra
-        self.optimizer = build_optimizer(model, self.tcfg, spec.index)
-        self.scheduler = build_scheduler(self.optimizer, self.tcfg["scheduler"], spec.epochs)
-        self.start_epoch, self.best = 0, None
+    def __init__(self, model: nn.Module, criterion, spec: StepSpec, cfg: dict, device: torch.device,
+                 hooks: Sequence[HookBase], writer=None) -> None:
+        self.criterion, self.hooks, self.tcfg = criterion, list(hooks), cfg["trainer"]
+        self.ctx = StepContext(model=model, spec=spec, cfg=cfg, device=device, writer=writer)
+        for hook in self.hooks:
+            hook.before_step(self.ctx)
+        optimizer = next((o for o in (h.build_optimizer(self.ctx) for h in self.hooks) if o is not None), None)
+        self.ctx.optimizer = optimizer or build_optimizer(model, self.tcfg, spec.index)
+        self.ctx.scheduler = build_scheduler(self.ctx.optimizer, self.tcfg["scheduler"], spec.epochs)
 
     def restore(self, resume: dict[str, Any]) -> None:
-        """Continue from a ``last.pth`` payload: weights, optimizer, schedule, epoch, best so far."""
-        self.model.load_state_dict(resume["model"])
-        self.optimizer.load_state_dict(resume["optimizer"])
-        self.scheduler.load_state_dict(resume["scheduler"])
-        self.start_epoch, self.best = resume["epoch"], resume.get("best")
-        LOGGER.info("step %d: resumed at epoch %d/%d", self.spec.index, self.start_epoch, self.spec.epochs)
+        """Continue from a ``last.pth`` payload: weights, optimizer, schedule, epoch, the hooks' states."""
+        ctx = self.ctx
+        ctx.model.load_state_dict(resume["model"])
+        ctx.optimizer.load_state_dict(resume["optimizer"])
+        ctx.scheduler.load_state_dict(resume["scheduler"])
+        ctx.start_epoch = resume["epoch"]
+        for hook in self.hooks:
+            hook.load_state_dict(resume.get("hooks", {}).get(type(hook).__name__, {}))
+        LOGGER.info("step %d: resumed at epoch %d/%d", ctx.spec.index, ctx.start_epoch, ctx.spec.epochs)
 
     def _train_loader(self):
-        dcfg, world = self.cfg["dataset"], get_world_size()
+        cfg, spec, world = self.ctx.cfg, self.ctx.spec, get_world_size()
+        dcfg = cfg["dataset"]
         return build_loader(
-            self.spec.train_set,
+            spec.train_set,
             batch_size=max(1, dcfg["batch_size"] // world),  # dataset.batch_size is the global batch
-            workers=0 if self.spec.uses_cache else dcfg["workers"],
+            workers=0 if spec.uses_cache else dcfg["workers"],
             shuffle=True,
-            seed=derive_seed(self.cfg["seed"], "step", self.spec.index),
+            seed=derive_seed(cfg["seed"], "step", spec.index),
             distributed=world > 1,
-            drop_last=len(self.spec.train_set) >= 2 * dcfg["batch_size"],
+            drop_last=len(spec.train_set) >= 2 * dcfg["batch_size"],
         )
 
     def _seed_epoch(self, loader, epoch: int) -> None:
-        seed, step = self.cfg["seed"], self.spec.index
+        seed, step = self.ctx.cfg["seed"], self.ctx.spec.index
         seed_everything(derive_seed(seed, "epoch", step, epoch, get_rank()))
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
         if hasattr(loader, "generator") and loader.generator is not None:
             loader.generator.manual_seed(derive_seed(seed, "shuffle", step, epoch))
 
-    def _train_epoch(self, net: nn.Module, loader, epoch: int) -> dict[str, float]:
+    def _iteration(self, net: nn.Module, batch: dict[str, Any], iteration: int) -> dict[str, torch.Tensor]:
+        """One optimisation step on ``batch``; returns its loss terms."""
+        ctx = self.ctx
+        ctx.batch, ctx.iteration = batch, iteration
+        for hook in self.hooks:
+            hook.before_iteration(ctx)
+        ctx.outputs = forward_batch(net, batch, ctx.device, ctx.spec.uses_cache)
+        losses = self.criterion(ctx.outputs, {"class_id": batch["class_id"].to(ctx.device)})
+        for hook in self.hooks:
+            extra = hook.extra_losses(ctx)
+            if extra:
+                losses["total"] = losses["total"] + sum(extra.values())
+                losses.update(extra)
+        ctx.losses = losses
+        _check_finite(losses, ctx.spec.index, ctx.epoch, iteration)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        for hook in self.hooks:
+            hook.after_backward(ctx)
+        if self.tcfg["clip_grad_norm"]:
+            trainable = [p for p in ctx.model.parameters() if p.requires_grad]
+            nn.utils.clip_grad_norm_(trainable, self.tcfg["clip_grad_norm"])
+        ctx.optimizer.step()
+        for hook in self.hooks:
+            hook.after_iteration(ctx)
+        return losses
+
+    def _train_epoch(self, net: nn.Module, loader) -> dict[str, float]:
         """One pass over the loader; returns the mean of every loss term."""
-        spec, sums = self.spec, {}
-        bar = tqdm(loader, desc=f"step {spec.index} epoch {epoch + 1}/{spec.epochs}", leave=False,
+        ctx, sums = self.ctx, {}
+        bar = tqdm(loader, desc=f"step {ctx.spec.index} epoch {ctx.epoch + 1}/{ctx.spec.epochs}", leave=False,
                    disable=not is_main_process())
         for iteration, batch in enumerate(bar):
-            outputs = _forward(net, batch, self.device, spec.uses_cache)
-            losses = self.criterion(outputs, {"class_id": batch["class_id"].to(self.device)})
-            _check_finite(losses, spec.index, epoch, iteration)
-            self.optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            self.regularizer.before_optimizer_step(self.model)
-            if self.tcfg["clip_grad_norm"]:
-                trainable = [p for p in self.model.parameters() if p.requires_grad]
-                nn.utils.clip_grad_norm_(trainable, self.tcfg["clip_grad_norm"])
-            self.optimizer.step()
+            losses = self._iteration(net, batch, iteration)
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value.item()
             bar.set_postfix({k: f"{v / (iteration + 1):.4f}" for k, v in sums.items()})
         return {k: v / max(len(loader), 1) for k, v in sums.items()}
 
-    def _select(self, val_loader, epoch: int) -> None:
-        """Keep this epoch's weights when their held-out loss is the lowest so far (``trainer.select: val``)."""
-        val_loss = _validation_loss(self.model, self.criterion, val_loader, self.device, self.spec.uses_cache)
-        if self.best is None or val_loss < self.best["loss"]:
-            self.best = {"loss": val_loss, "epoch": epoch + 1, "model": copy.deepcopy(self.model.state_dict())}
-
-    def _save_last(self, epoch: int) -> None:
-        """``last.pth`` every ``trainer.save_every_epochs`` epochs (not after the last: ``ckpt.pth`` follows)."""
-        every = self.tcfg["save_every_epochs"]
-        if every and (epoch + 1) % every == 0 and epoch + 1 < self.spec.epochs and is_main_process():
-            save_checkpoint(
-                self.spec.step_dir / "last.pth",
-                {**self.checkpoint_extra(), "model": self.model.state_dict(),
-                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "epoch": epoch + 1, "best": self.best},
-            )
-
     def run(self) -> None:
-        """Train the remaining epochs; end on the selected epoch's weights under ``trainer.select: val``."""
-        model, spec = self.model, self.spec
+        """Train the remaining epochs of the step, then run the hooks' ``after_step`` in reverse order."""
+        ctx = self.ctx
+        model = ctx.model
         net = DistributedDataParallel(model, find_unused_parameters=True) if get_world_size() > 1 else model
         loader = self._train_loader()
-        val_loader = None
-        if spec.val_set is not None:
-            val_loader = build_loader(spec.val_set, self.cfg["dataset"]["eval_batch_size"], 0, shuffle=False, seed=0)
         model.train()
-        for epoch in range(self.start_epoch, spec.epochs):
+        for epoch in range(ctx.start_epoch, ctx.spec.epochs):
+            ctx.epoch = epoch
             self._seed_epoch(loader, epoch)
-            means = self._train_epoch(net, loader, epoch)
-            self.scheduler.step()
-            self.regularizer.after_epoch(model)
-            _log_epoch(self.writer, spec, epoch, means, self.optimizer.param_groups[0]["lr"])
-            if val_loader is not None:
-                self._select(val_loader, epoch)
-            self._save_last(epoch)
-        if self.best is not None:
-            LOGGER.info("step %d: selected epoch %d by held-out training normals (loss %.5f)",
-                        spec.index, self.best["epoch"], self.best["loss"])
-            model.load_state_dict(self.best["model"])
-
-
-def train_step(
-    model: nn.Module,
-    criterion,
-    regularizer: Regularizer,
-    spec: StepSpec,
-    cfg: dict,
-    device: torch.device,
-    writer,
-    resume: dict[str, Any] | None,
-    checkpoint_extra,
-) -> None:
-    """Train ``model`` (unwrapped) for one step, in place, with a :class:`StepTrainer` (``resume``: ``last.pth``)."""
-    trainer = StepTrainer(model, criterion, regularizer, spec, cfg, device, writer, checkpoint_extra)
-    if resume is not None:
-        trainer.restore(resume)
-    trainer.run()
-
-
-def _log_epoch(writer, spec: StepSpec, epoch: int, means: dict[str, float], lr: float) -> None:
-    if not is_main_process():
-        return
-    text = " ".join(f"{k}={v:.5f}" for k, v in means.items())
-    LOGGER.info("step %d epoch %d/%d lr=%.2e %s", spec.index, epoch + 1, spec.epochs, lr, text)
-    if writer is not None:
-        for name, value in means.items():
-            if math.isfinite(value):
-                writer.add_scalar(f"step_{spec.index}/loss/{name}", value, epoch)
-        writer.add_scalar(f"step_{spec.index}/lr", lr, epoch)
+            for hook in self.hooks:
+                hook.before_epoch(ctx)
+            ctx.epoch_means = self._train_epoch(net, loader)
+            ctx.scheduler.step()
+            for hook in self.hooks:
+                hook.after_epoch(ctx)
+        for hook in reversed(self.hooks):
+            hook.after_step(ctx)

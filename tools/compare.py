@@ -7,7 +7,9 @@ Each cell is an ordinary ``tools/train_val.py`` run (its own process) of the set
 file of ``experiments/_base_/variants/`` merged on top, in ``<output>/<variant>/<modality>/``.
 Finished cells are skipped and killed ones resumed, so the command can simply be run again. With
 ``--seeds 133,134,135`` every cell runs once per seed (``<cell>/seed_<s>/``, ``--opts seed=<s>``) and the
-table gives the mean ± the sample std over the seeds.
+table gives the mean ± the sample std over the seeds. With ``--regularizers iuf,none`` every cell runs once
+per incremental strategy (``<cell>/<regularizer>/``, rows ``<variant> + <regularizer>``); the base step
+does not depend on it, so it is trained once, with the first strategy, and copied into the others.
 Beside the trained cells, the table has the training-free reference on the same features and data:
 a patch memory bank per class (``benchmarks/knn_probe.py`` over every class of the setting, the
 final step's classes), per modality and fused; I-AUROC only. Writes ``comparison.json``,
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=None, help="default outputs/compare/<Dataset>/<setting>")
     parser.add_argument("--seeds", default=None, help="comma list of seeds: each cell once per seed, mean ± std")
     parser.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every cell")
+    parser.add_argument("--regularizers", default=None,
+                        help="comma list of incremental.regularizer types; the base step is shared (list iuf first)")
     parser.add_argument("--no-reference", action="store_true", help="leave out the memory-bank rows")
     return parser.parse_args(argv)
 
@@ -76,12 +81,24 @@ def _check_same_opts(folder: Path, opts: list[str]) -> None:
     atomic_write_json(record, opts)
 
 
-def run_cell(setting: Path, variant: str, modality: str, folder: Path, opts: list[str]) -> dict:
-    """Train/evaluate one cell (or reuse it) and return its ``results.json``."""
+def _copy_base_step(source: Path | None, folder: Path) -> None:
+    """Start ``folder`` from the finished base step of ``source`` (same cell, another incremental strategy)."""
+    if source is None or (folder / "step_0" / "ckpt.pth").is_file():
+        return
+    if not ((source / "step_0" / "ckpt.pth").is_file() and (source / "step_0" / "metrics.json").is_file()):
+        raise IUMADError(f"the shared base step {source / 'step_0'} is not finished")
+    print(f"-- base step of {folder} copied from {source}", flush=True)
+    shutil.copytree(source / "step_0", folder / "step_0")
+
+
+def run_cell(setting: Path, variant: str, modality: str, folder: Path, opts: list[str],
+             base_from: Path | None = None) -> dict:
+    """Train/evaluate one cell (or reuse it) and return its ``results.json``; ``base_from``: its base step's cell."""
     from utils.config import load_config
 
     config = _cell_config(setting, variant, folder)
     _check_same_opts(folder, opts)
+    _copy_base_step(base_from, folder)
     num_steps = len(load_config(config, opts)["incremental"]["steps"])
     if not _finished(folder, num_steps):
         modalities = "[" + ", ".join(modality.split("+")) + "]"
@@ -94,11 +111,15 @@ def run_cell(setting: Path, variant: str, modality: str, folder: Path, opts: lis
 
 
 def run_seeds(setting: Path, variant: str, modality: str, folder: Path, opts: list[str],
-              seeds: list[int] | None) -> dict:
+              seeds: list[int] | None, base_from: Path | None = None) -> dict:
     """One cell's ``results.json`` (no ``seeds``), or the :func:`seed_summary` of one run per seed."""
     if seeds is None:
-        return run_cell(setting, variant, modality, folder, opts)
-    per_seed = {s: run_cell(setting, variant, modality, folder / f"seed_{s}", [*opts, f"seed={s}"]) for s in seeds}
+        return run_cell(setting, variant, modality, folder, opts, base_from)
+    per_seed = {
+        s: run_cell(setting, variant, modality, folder / f"seed_{s}", [*opts, f"seed={s}"],
+                    base_from / f"seed_{s}" if base_from is not None else None)
+        for s in seeds
+    }
     return seed_summary(per_seed)
 
 
@@ -210,6 +231,18 @@ def _seeds(text: str | None) -> list[int] | None:
     return seeds
 
 
+def _regularizers(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = text.split(",")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--regularizers: repeated name in {text!r}")
+    if "iuf" in names and names[0] != "iuf":
+        raise ConfigError("--regularizers: list iuf first: the shared base step is trained with the first, and only "
+                          "iuf's base step also collects the bases its later steps need")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = parse_args(argv)
@@ -218,15 +251,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not setting.is_file():
             raise ConfigError(f"setting config not found: {setting}")
-        seeds = _seeds(args.seeds)
+        seeds, regularizers = _seeds(args.seeds), _regularizers(args.regularizers)
         table: dict[str, dict[str, dict]] = {}
         for variant in args.variants.split(","):
             for modality in args.modalities.split(","):
                 if set(modality.split("+")) - {"rgb", "depth"}:
                     raise ConfigError(f"unknown modality '{modality}' (use rgb, depth or rgb+depth)")
-                folder = output / variant / modality
-                results = run_seeds(setting, variant, modality, folder, args.opts, seeds)
-                table.setdefault(variant, {})[modality] = results
+                cell = output / variant / modality
+                for regularizer in regularizers or [None]:
+                    row, folder, opts, base = variant, cell, args.opts, None
+                    if regularizer is not None:
+                        row, folder = f"{variant} + {regularizer}", cell / regularizer
+                        opts = [*args.opts, f"incremental.regularizer={{type: {regularizer}}}"]
+                        base = cell / regularizers[0] if regularizer != regularizers[0] else None
+                    table.setdefault(row, {})[modality] = run_seeds(setting, variant, modality, folder, opts, seeds,
+                                                                    base)
         reference = None
         if not args.no_reference:
             reference = memory_bank_reference(setting, args.opts, output / "memory_bank.json")

@@ -29,6 +29,7 @@ from utils.errors import ConfigError
 __all__ = [
     "SCHEMA",
     "Field",
+    "Variants",
     "load_config",
     "merge_configs",
     "apply_overrides",
@@ -43,6 +44,28 @@ REQUIRED = object()
 """Marks a schema key without a default: the config files must give it."""
 
 _NUMBER = (int, float)
+
+
+class Variants(NamedTuple):
+    """A section whose keys depend on its ``type``: ``catalogue()`` maps each type to the option fields it takes."""
+
+    catalogue: Any  # () -> {type name: {option: Field}}
+    removed: Any  # () -> {removed type name: why, and what to use}
+    default: str
+
+
+def _strategy_catalogue() -> dict[str, dict[str, Field]]:
+    """The registered incremental strategies' options; imported late, since the engine builds on this module."""
+    from engine.strategies import strategy_options
+
+    return strategy_options()
+
+
+def _removed_strategies() -> dict[str, str]:
+    """Strategy names of earlier versions and why they are gone."""
+    from engine.strategies import REMOVED_STRATEGIES
+
+    return REMOVED_STRATEGIES
 
 
 class Field(NamedTuple):
@@ -91,6 +114,7 @@ SCHEMA: dict[str, Any] = {
     "trainer": {
         "epochs": Field(int, 100, bounds=(1, None)),
         "incremental_epochs": Field(int, 50, bounds=(1, None)),
+        "max_epochs_per_step": Field((int, type(None)), None, bounds=(1, None)),
         "lr": Field(_NUMBER, 1e-4, bounds=(0, None)),
         "incremental_lr": Field((_NUMBER, type(None)), None, bounds=(0, None)),
         "weight_decay": Field(_NUMBER, 1e-4),
@@ -99,6 +123,7 @@ SCHEMA: dict[str, Any] = {
         "scheduler": {
             "type": Field(str, "step", choices=("step", "cosine", "constant")),
             "step_size_fraction": Field(_NUMBER, 0.8),
+            "step_epochs": Field((int, type(None)), None, bounds=(1, None)),
             "gamma": Field(_NUMBER, 0.1),
         },
         "select": Field(str, "last", choices=("last", "val")),
@@ -109,12 +134,8 @@ SCHEMA: dict[str, Any] = {
     },
     "incremental": {
         "steps": Field(list, REQUIRED),
-        "regularizer": {
-            "type": Field(str, "none", choices=("none", "gradient_projection", "ema_pull")),
-            "ema_alpha": Field(_NUMBER, 0.05, bounds=(0, 1)),
-            "gp_energy": Field(_NUMBER, 0.97, bounds=(0, 1)),
-            "gp_max_samples": Field(int, 512, bounds=(1, None)),
-        },
+        # engine/strategies/: a type and the options that type takes
+        "regularizer": Variants(_strategy_catalogue, _removed_strategies, "none"),
     },
     "evaluation": {
         "vis_per_class": Field(int, 2, bounds=(0, None)),
@@ -150,10 +171,13 @@ def _is_named_list(value: Any) -> bool:
 def merge_configs(base: Any, override: Any) -> Any:
     """Merge ``override`` into ``base`` (neither is modified).
 
-    Mappings merge recursively; lists of named mappings merge by ``name`` (new names are appended);
-    anything else is replaced.
+    Mappings merge recursively, except that a mapping whose ``type`` changes is replaced (its other keys,
+    e.g. a strategy's options, belong to the old type); lists of named mappings merge by ``name`` (new
+    names are appended); anything else is replaced.
     """
     if isinstance(base, Mapping) and isinstance(override, Mapping):
+        if "type" in override and override["type"] != base.get("type", override["type"]):
+            return copy.deepcopy(dict(override))  # the other keys of a section belong to its type
         merged = dict(copy.deepcopy(base))
         for key, value in override.items():
             merged[key] = merge_configs(merged[key], value) if key in merged else copy.deepcopy(value)
@@ -204,7 +228,6 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     if path in chain:
         raise ConfigError(f"_base_ cycle: {' -> '.join(str(p) for p in (*chain, path))}")
     data = _read_yaml(path)
-    _rename_net_kwargs(data, str(path))  # before merging, so a child's old spelling overrides its base's new one
     bases = data.pop("_base_", [])
     bases = [bases] if isinstance(bases, str) else bases
     merged: dict = {}
@@ -241,21 +264,12 @@ def apply_overrides(cfg: dict, opts: list[str]) -> dict:
         if "=" not in opt:
             raise ConfigError(f"--opts expects key=value, got '{opt}'")
         key, raw = opt.split("=", 1)
-        key = _renamed_override(key.strip())
         try:
             value = _parse_yaml(raw)
         except yaml.YAMLError:
             value = raw
         _set_path(cfg, key.strip(), value)
     return cfg
-
-
-def _renamed_override(key: str) -> str:
-    """``model.net.<entry>.kwargs.<old name>`` under the current name (:data:`RENAMED_NET_KWARGS`)."""
-    parts = key.split(".")
-    if len(parts) == 5 and parts[:2] == ["model", "net"] and parts[3] == "kwargs":
-        parts[4] = RENAMED_NET_KWARGS.get(parts[4], parts[4])
-    return ".".join(parts)
 
 
 def _type_name(types: Any) -> str:
@@ -287,17 +301,33 @@ def _check_leaf(key: str, value: Any, field: Field) -> Any:
     return value
 
 
+def _validate_variants(value: Any, spec: Variants, full: str) -> dict:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"config key '{full}': expected a section (mapping), got {value!r}")
+    kind = value.get("type", spec.default)
+    catalogue, removed = spec.catalogue(), spec.removed()
+    if kind in removed:
+        raise ConfigError(f"config key '{full}.type': '{kind}' was removed: {removed[kind]}")
+    if kind not in catalogue:
+        raise ConfigError(f"config key '{full}.type': expected one of {', '.join(sorted(catalogue))}, got {kind!r}")
+    options = {k: v for k, v in value.items() if k != "type"}
+    return {"type": kind, **_validate_section(options, catalogue[kind], f"{full}.")}
+
+
 def _validate_section(cfg: Mapping, schema: Mapping, prefix: str) -> dict:
     for key in cfg:
         if key not in schema:
             full = f"{prefix}{key}"
             close = difflib.get_close_matches(str(key), list(schema), n=1)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(schema)}"
+            valid = f"; valid keys: {', '.join(schema)}" if schema else f"; '{prefix.rstrip('.')}' takes no keys here"
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else valid
             raise ConfigError(f"unknown config key '{full}'{hint}")
     out = {}
     for key, spec in schema.items():
         full = f"{prefix}{key}"
-        if isinstance(spec, dict):
+        if isinstance(spec, Variants):
+            out[key] = _validate_variants(cfg.get(key, {}), spec, full)
+        elif isinstance(spec, dict):
             value = cfg.get(key, {})
             if not isinstance(value, Mapping):
                 raise ConfigError(f"config key '{full}': expected a section (mapping), got {value!r}")
@@ -311,48 +341,9 @@ def _validate_section(cfg: Mapping, schema: Mapping, prefix: str) -> dict:
     return out
 
 
-#: Removed keys → the value that behaves as without them. Saved configs of older runs still hold them:
-#: dropped at that value, an error naming the key at any other.
-_RETIRED = {"trainer.hflip_prob": 0.0}
-
-
-#: ``model.net`` kwargs renamed to one convention (``num_heads`` for attention heads, ``num_layers`` for block
-#: counts; ``depth`` names the modality only): the old spelling still loads, as the new one.
-RENAMED_NET_KWARGS = {"nhead": "num_heads", "depth": "num_layers"}
-
-
-def _rename_net_kwargs(cfg: dict, source: str) -> None:
-    """Rewrite the old spellings of :data:`RENAMED_NET_KWARGS` in ``cfg["model"]["net"]`` in place."""
-    net = cfg.get("model", {}).get("net") if isinstance(cfg.get("model"), dict) else None
-    for entry in net if isinstance(net, list) else []:
-        kwargs = entry.get("kwargs") if isinstance(entry, dict) else None
-        for old, new in RENAMED_NET_KWARGS.items():
-            if not isinstance(kwargs, dict) or old not in kwargs:
-                continue
-            if new in kwargs and kwargs[new] != kwargs[old]:
-                raise ConfigError(
-                    f"{source}: model.net entry '{entry.get('name')}' sets both {old}={kwargs[old]!r} and "
-                    f"{new}={kwargs[new]!r}; {old} is the old name of {new}: keep one"
-                )
-            kwargs[new] = kwargs.pop(old)
-
-
-def _drop_retired(cfg: Mapping) -> dict:
-    cfg = copy.deepcopy(dict(cfg))
-    _rename_net_kwargs(cfg, "config")
-    for dotted, neutral in _RETIRED.items():
-        section, _, key = dotted.rpartition(".")
-        parent = cfg.get(section)
-        if isinstance(parent, dict) and key in parent:
-            if parent[key] != neutral:
-                raise ConfigError(f"config key '{dotted}' was removed; only {neutral!r} (no effect) is accepted")
-            del parent[key]
-    return cfg
-
-
 def validate_config(cfg: Mapping) -> dict:
     """Check ``cfg`` against :data:`SCHEMA`; return a new dict with defaults filled in."""
-    out = _validate_section(_drop_retired(cfg), SCHEMA, "")
+    out = _validate_section(cfg, SCHEMA, "")
     if out["trainer"]["select"] == "val" and out["trainer"]["val_fraction"] == 0:
         raise ConfigError("trainer.select: val needs held-out training normals: set trainer.val_fraction above 0")
     if out["model"]["map_fusion"] == "normal_zmax" and out["trainer"]["val_fraction"] == 0:
@@ -364,8 +355,13 @@ def validate_config(cfg: Mapping) -> dict:
         raise ConfigError("config key 'incremental.steps': expected a list of {classes: [...]} entries")
     seen: dict[str, int] = {}
     for k, step in enumerate(steps):
-        if set(step) != {"classes"}:
-            raise ConfigError(f"config key 'incremental.steps[{k}]': only 'classes' is allowed, got {sorted(step)}")
+        if set(step) - {"classes", "epochs"}:
+            raise ConfigError(
+                f"config key 'incremental.steps[{k}]': only 'classes' and 'epochs' are allowed, got {sorted(step)}"
+            )
+        epochs = step.get("epochs", 1)
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"config key 'incremental.steps[{k}].epochs': expected an integer >= 1, got {epochs!r}")
         if not step["classes"]:
             raise ConfigError(f"config key 'incremental.steps[{k}].classes' is empty")
         for name in step["classes"]:

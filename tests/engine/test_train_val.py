@@ -46,6 +46,8 @@ def test_full_run_writes_results_schema(full_run):
     assert all(v is not None for v in r_iauroc[2])
     assert METRIC_KEYS <= set(results["forgetting"])
     assert results["final"] == results["steps"][-1]["mean"]
+    assert all(d is not None and d > 0 for d in results["drift"])
+    assert max(results["drift"][1:]) <= 0.1 / 0.05 + 1e-6  # iuf (the base config's): within clip / alpha
     for value in results["final"].values():
         assert value is None or 0.0 <= value <= 1.0
     assert "I-AUROC" in (out / "results.md").read_text()

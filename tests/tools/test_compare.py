@@ -65,3 +65,21 @@ def test_compare_bad_seeds_are_a_clear_error(tmp_path, tiny_root, make_config, c
     setting.write_text(yaml.safe_dump(make_config(tiny_root, [["ball"]])))
     assert main(["--setting", str(setting), "--seeds", "1,x", "--output", str(tmp_path / "g")]) == 2
     assert "--seeds: expected a comma list of integers, got '1,x'" in capsys.readouterr().err
+
+
+def test_compare_over_regularizers_shares_the_base_step(tmp_path, tiny_root, make_config, capsys):
+    setting = tmp_path / "setting.yaml"
+    setting.write_text(yaml.safe_dump(make_config(tiny_root, [["ball", "box"], ["cone"]])))
+    argv = ["--setting", str(setting), "--variants", "uniad", "--modalities", "rgb", "--regularizers", "iuf,none",
+            "--output", str(tmp_path / "grid"), "--no-reference"]
+    assert main(argv) == 0
+    assert "-- base step of" in capsys.readouterr().out
+    table = json.loads((tmp_path / "grid" / "comparison.json").read_text())
+    assert set(table) == {"uniad + iuf", "uniad + none"}
+    cell = tmp_path / "grid" / "uniad" / "rgb"
+    first, second = (json.loads((cell / r / "results.json").read_text()) for r in ("iuf", "none"))
+    assert first["steps"][0] == second["steps"][0]  # one base step
+    assert first["steps"][1] != second["steps"][1]
+    assert yaml.safe_load((cell / "none" / "config.yaml").read_text())["incremental"]["regularizer"] == {"type": "none"}
+    assert main([*argv[:-3], "--regularizers", "none,iuf", "--output", str(tmp_path / "g2")]) == 2
+    assert "list iuf first" in capsys.readouterr().err

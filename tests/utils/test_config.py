@@ -51,7 +51,6 @@ def test_load_config_base_chain_and_opts(tmp_path):
         ({"dataset": {"batch_size": 0}}, "'dataset.batch_size': expected a value in 1..inf, got 0"),
         ({"trainer": {"val_fraction": 1.0}}, "'trainer.val_fraction': expected a value in 0..0.9"),
         ({"trainer": {"incremental_lr": -1.0}}, "'trainer.incremental_lr': expected a value in 0..inf"),
-        ({"trainer": {"hflip_prob": 0.5}}, "config key 'trainer.hflip_prob' was removed"),
         ({"trainer": {"select": "val", "val_fraction": 0}}, "trainer.select: val needs held-out training normals"),
         ({"model": {"map_fusion": "normal_zmax"}, "trainer": {"val_fraction": 0}},
          "model.map_fusion: normal_zmax needs held-out training normals"),
@@ -94,6 +93,38 @@ def test_every_experiment_config_loads():
         assert classes == sorted(classes), path
 
 
+RELEASE_EPOCHS = {"10_0_with_0_step": [1000], "9_1_with_1_step": [1000, 1000], "6_4_with_1_step": [2000, 2000],
+                  "6_1_with_4_step": [2000, 1000, 500, 500, 500]}
+
+
+@pytest.mark.parametrize("dataset", ["MVTec_3DAD", "Eyecandies"])
+@pytest.mark.parametrize(("setting", "epochs"), RELEASE_EPOCHS.items())
+def test_real_data_configs_run_the_release_update_and_schedule(dataset, setting, epochs):
+    cfg = load_config(REPO / "experiments" / dataset / setting / "config.yaml")
+    assert cfg["incremental"]["regularizer"] == {"type": "iuf", "alpha": 0.05, "lr": 1.0}
+    assert [s["epochs"] for s in cfg["incremental"]["steps"]] == epochs
+    assert (cfg["dataset"]["batch_size"], cfg["trainer"]["clip_grad_norm"]) == (24, 0.1)
+    assert cfg["trainer"]["scheduler"]["step_epochs"] == 800
+
+
+@pytest.mark.parametrize("epochs", [0, 1.5, True, "10"])
+def test_a_step_entry_with_bad_epochs_names_the_step(tmp_path, epochs):
+    write(tmp_path / "base.yaml", BASE)
+    child = tmp_path / "child.yaml"
+    child.write_text("_base_: base.yaml\n")
+    with pytest.raises(ConfigError, match=r"incremental.steps\[0\].epochs"):
+        load_config(child, [f"incremental.steps=[{{classes: [a], epochs: {epochs!r}}}]"])
+
+
+def test_a_section_whose_type_changes_drops_the_old_types_options(tmp_path):
+    write(tmp_path / "base.yaml", BASE)
+    (tmp_path / "iuf.yaml").write_text("_base_: base.yaml\nincremental: {regularizer: {type: iuf, alpha: 0.1}}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("_base_: iuf.yaml\nincremental: {regularizer: {type: none}}\n")
+    assert load_config(child)["incremental"]["regularizer"] == {"type": "none"}
+    assert load_config(tmp_path / "iuf.yaml")["incremental"]["regularizer"] == {"type": "iuf", "alpha": 0.1, "lr": 1.0}
+
+
 def test_unquoted_off_choice_means_off(tmp_path):
     write(tmp_path / "base.yaml", BASE)
     child = tmp_path / "child.yaml"
@@ -133,36 +164,3 @@ def test_eyecandies_configs_use_the_converters_class_folders():
 )
 def test_config_differences(new, ignore, expected):
     assert config_differences({"a": {"b": 1, "c": [1, 2]}, "d": "x"}, new, ignore) == expected
-
-
-def test_saved_config_of_an_older_run_with_a_retired_key_at_its_neutral_value_loads(tmp_path):
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"dataset": {"name": "X", "root": "r"}, "model": {"net": []},
-                                    "trainer": {"hflip_prob": 0.0}, "incremental": {"steps": [{"classes": ["a"]}]}}))
-    assert "hflip_prob" not in load_config(path)["trainer"]
-
-
-def _net_config(path: Path, kwargs: dict, base: str | None = None) -> Path:
-    data = {"model": {"net": [{"name": "vit", "kwargs": kwargs}]}}
-    if base is None:
-        data |= {"dataset": {"name": "X", "root": "r"}, "incremental": {"steps": [{"classes": ["a"]}]}}
-    else:
-        data["_base_"] = base
-    return write(path, data)
-
-
-def test_old_spellings_of_renamed_net_kwargs_load_as_the_new_names(tmp_path):
-    old = load_config(_net_config(tmp_path / "old.yaml", {"depth": 4, "nhead": 2}))
-    assert old["model"]["net"][0]["kwargs"] == {"num_layers": 4, "num_heads": 2}
-    # A child's old spelling overrides its base's new one (renamed before the merge).
-    _net_config(tmp_path / "base.yaml", {"num_layers": 4, "num_heads": 2})
-    child = load_config(_net_config(tmp_path / "child.yaml", {"nhead": 8}, base="base.yaml"))
-    assert child["model"]["net"][0]["kwargs"] == {"num_layers": 4, "num_heads": 8}
-    # And so does an --opts override in the old spelling.
-    opts = load_config(tmp_path / "base.yaml", ["model.net.vit.kwargs.nhead=16"])
-    assert opts["model"]["net"][0]["kwargs"] == {"num_layers": 4, "num_heads": 16}
-
-
-def test_both_spellings_of_one_kwarg_with_different_values_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="'vit' sets both nhead=2 and num_heads=4; nhead is the old name"):
-        load_config(_net_config(tmp_path / "both.yaml", {"nhead": 2, "num_heads": 4}))
