@@ -58,7 +58,8 @@ class StepTrainer:
 
     Args:
         model: the unwrapped model, trained in place.
-        criterion: ``(outputs, batch) -> dict`` of named losses with ``total``.
+        criterion: ``(outputs, batch, trainable_only) -> dict`` of named losses with ``total``
+            (:class:`utils.criterion_helper.Criterion`; ``trainable_only``: leave out terms that train nothing).
         spec: what to train.
         cfg: the resolved config.
         device: this process's device.
@@ -115,7 +116,7 @@ class StepTrainer:
         for hook in self.hooks:
             hook.before_iteration(ctx)
         ctx.outputs = forward_batch(net, batch, ctx.device, ctx.spec.uses_cache)
-        losses = self.criterion(ctx.outputs, {"class_id": batch["class_id"].to(ctx.device)})
+        losses = self.criterion(ctx.outputs, {"class_id": batch["class_id"].to(ctx.device)}, trainable_only=True)
         for hook in self.hooks:
             extra = hook.extra_losses(ctx)
             if extra:

@@ -72,7 +72,9 @@ class Criterion:
     def __init__(self, weights: Mapping[str, float]) -> None:
         self.weights = {**DEFAULT_WEIGHTS, **{k: float(v) for k, v in weights.items()}}
 
-    def __call__(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any]) -> dict[str, Tensor]:
+    def __call__(
+        self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], trainable_only: bool = False
+    ) -> dict[str, Tensor]:
         """Compute the losses.
 
         Args:
@@ -80,6 +82,9 @@ class Criterion:
                 ``"logits_rgb"``, ``"logits_depth"``, ``"ib_teacher"``, ``"ib_student"`` ``(B, K)`` and
                 ``"ib_temperature"`` 0-d).
             batch: needs ``"class_id"`` ``(B,)`` when a classification term applies.
+            trainable_only: leave out the terms that train nothing (no gradient reaches a trainable parameter, e.g.
+                the class heads' CE while an incremental step trains only class adapters), so the log shows only
+                what is trained; the gradient is the same either way.
 
         Returns:
             The applicable terms (unweighted) and ``"total"`` (weighted sum), all 0-d tensors.
@@ -103,6 +108,8 @@ class Criterion:
             if "feature_rec" not in outputs or "feature" not in outputs:
                 raise ValueError("outputs lack 'feature_rec'/'feature' needed by the fusion loss")
             losses["fusion"] = F.mse_loss(outputs["feature_rec"], outputs["feature"].detach())
+        if trainable_only:
+            losses = {name: value for name, value in losses.items() if value.requires_grad}
         if not losses:
             raise ValueError(f"no loss term applies to outputs {sorted(outputs)} with weights {self.weights}")
         losses["total"] = sum(self.weights[name] * value for name, value in losses.items())
