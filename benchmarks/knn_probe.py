@@ -6,7 +6,8 @@ I-AUROC per modality and fused (each modality's score z-scored with leave-one-ou
 training normals, then the max), and per defect type (good images + that type). No training: the
 reference a trained model on the same features is read against.
 
-``python benchmarks/knn_probe.py [--root data/Synthetic3D] [--config ...] [--all-steps] [--opts key=value ...]``
+``python benchmarks/knn_probe.py [--config ...] [--root DIR] [--all-steps] [--opts key=value ...]``
+(``--root`` defaults to the config's ``dataset.root``; missing meta files are built as ``tools/train_val.py`` does).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from datasets import RGBDDataset, read_meta  # noqa: E402
+from datasets import RGBDDataset, read_meta, write_meta  # noqa: E402
 from models.model_helper import build_model  # noqa: E402
 from utils.config import load_config  # noqa: E402
+from utils.errors import DataError, IUMADError, report_error  # noqa: E402
 from utils.metrics import image_auroc  # noqa: E402
 
 DEFAULT_CONFIG = REPO_ROOT / "experiments" / "Synthetic3D" / "6_1_with_4_step" / "config.yaml"
@@ -76,10 +78,30 @@ def fuse_by_zscore_max(test: dict[str, np.ndarray], normals: dict[str, np.ndarra
     return np.max(np.stack(z), axis=0)
 
 
+def load_records(root: Path, meta_dir: Path, classes: list[str]) -> tuple[list[dict], list[dict]]:
+    """Train and test meta records of ``root`` (meta files built when missing), checked to hold every class.
+
+    Raises:
+        DataError: the root is missing, or a class has no train or no test sample there.
+    """
+    if not root.is_dir():
+        raise DataError(f"dataset root not found: {root} (dataset.root of the config, or --root)")
+    if not (meta_dir / "train.jsonl").is_file() or not (meta_dir / "test.jsonl").is_file():
+        write_meta(root, meta_dir)
+    train, test = read_meta(meta_dir / "train.jsonl"), read_meta(meta_dir / "test.jsonl")
+    for split, records in (("train", train), ("test", test)):
+        missing = [c for c in classes if not any(r["clsname"] == c for r in records)]
+        if missing:
+            known = ", ".join(sorted({r["clsname"] for r in records}))
+            raise DataError(f"class '{missing[0]}' has no {split} samples in {meta_dir / (split + '.jsonl')}; "
+                            f"classes there: {known}")
+    return train, test
+
+
 def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     """Print the probe's I-AUROC per class and modality (and fused), and the means; return them per class."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=REPO_ROOT / "data" / "Synthetic3D")
+    parser.add_argument("--root", type=Path, default=None, help="default: the config's dataset.root")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument("--all-steps", action="store_true", help="every class of the setting, not only step 0's")
     parser.add_argument("--opts", nargs="*", default=[])
@@ -88,14 +110,17 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     size = cfg["dataset"]["image_size"]
     torch.manual_seed(cfg["seed"])
     model = build_model(cfg["model"], size, 1).eval()
-    train, test = read_meta(args.root / "train.jsonl"), read_meta(args.root / "test.jsonl")
     steps = cfg["incremental"]["steps"] if args.all_steps else cfg["incremental"]["steps"][:1]
     classes = [c for step in steps for c in step["classes"]]
+    root = args.root or Path(cfg["dataset"]["root"])
+    root = root if root.is_absolute() else REPO_ROOT / root
+    meta_dir = Path(cfg["dataset"]["meta_dir"]) if args.root is None and cfg["dataset"]["meta_dir"] else root
+    train, test = load_records(root, meta_dir if meta_dir.is_absolute() else REPO_ROOT / meta_dir, classes)
     scores: dict[str, list[float]] = {}
     by_defect: dict[tuple[str, str], list[float]] = {}
     for clsname in classes:
-        bank, _, _ = _features(model, args.root, train, clsname, size)
-        query, labels, kinds = _features(model, args.root, test, clsname, size)
+        bank, _, _ = _features(model, root, train, clsname, size)
+        query, labels, kinds = _features(model, root, test, clsname, size)
         image_scores = {m: knn_image_scores(bank[m], query[m]) for m in bank}
         if len(bank) > 1:  # more than one modality
             image_scores["fused"] = fuse_by_zscore_max(image_scores, {m: leave_one_out_scores(bank[m]) for m in bank})
@@ -112,4 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except IUMADError as exc:
+        sys.exit(report_error(exc))
