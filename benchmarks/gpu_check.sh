@@ -15,7 +15,7 @@ echo "== $(date -u) $(python -c 'import torch; print(torch.__version__, torch.cu
 python -c 'import mamba_ssm; print("mamba-ssm", mamba_ssm.__version__)' 2>/dev/null || echo "mamba-ssm: not importable (kernel comparison skipped)"
 
 echo "== 1. CUDA tests"
-python -m pytest -q -m cuda -rs tests || status=1
+IUMAD_TEST_CUDA=1 python -m pytest -q -m cuda -rs tests || status=1
 
 echo "== 2. NCCL DDP on $(python -c 'import torch; print(torch.cuda.device_count())') GPU(s)"
 work="$(mktemp -d)"

@@ -3,11 +3,17 @@ the fixtures of the end-to-end tests: a tiny Synthetic3D set on disk and a tiny 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+# The suite is a CPU suite on any host: CUDA stays hidden (here and in every subprocess a test starts), so a
+# GPU machine runs the same gloo, CPU-exact tests as CI. `IUMAD_TEST_CUDA=1 pytest -m cuda` runs the CUDA tests.
+if os.environ.get("IUMAD_TEST_CUDA") != "1":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from utils.errors import ConfigError
+
 __all__ = [
     "init_distributed",
     "cleanup_distributed",
@@ -56,12 +58,21 @@ def is_main_process() -> bool:
 
 
 def select_device() -> torch.device:
-    """CUDA device ``LOCAL_RANK`` when CUDA is available, else the CPU."""
-    if torch.cuda.is_available():
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+    """CUDA device ``LOCAL_RANK`` when CUDA is available, else the CPU.
+
+    Raises:
+        ConfigError: ``LOCAL_RANK`` names a GPU this machine does not have (more processes than visible GPUs).
+    """
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    local_rank, count = int(os.environ.get("LOCAL_RANK", 0)), torch.cuda.device_count()
+    if local_rank >= count:
+        raise ConfigError(
+            f"process LOCAL_RANK={local_rank} needs GPU {local_rank}, but {count} GPU(s) are visible; start at most "
+            f"{count} processes per machine (run.sh's NUM_PROCESSES) or widen CUDA_VISIBLE_DEVICES"
+        )
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
 
 
 def init_distributed() -> torch.device:

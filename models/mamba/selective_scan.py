@@ -65,7 +65,7 @@ def _load_cuda_kernel() -> tuple[Callable[..., object] | None, str]:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
     except Exception as exc:  # any failure of an optional extension only disables it
         reason = f"{type(exc).__name__}: {exc}"
-        LOGGER.debug("mamba-ssm selective scan kernel unavailable (%s); using the PyTorch scan", reason)
+        LOGGER.debug("mamba-ssm selective scan kernel unavailable (%s)", reason)
         return None, reason
     return selective_scan_fn, ""
 
@@ -241,7 +241,7 @@ def _run_cuda_kernel(
     """Call mamba-ssm's kernel with the dtypes it requires (inputs in ``u.dtype``, weights in float32)."""
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     itype = u.dtype
-    return kernel(  # type: ignore[return-value]
+    result = kernel(
         u,
         delta.to(itype),
         A.float(),
@@ -253,6 +253,10 @@ def _run_cuda_kernel(
         delta_softplus,
         return_last_state,
     )
+    if return_last_state:  # the kernel keeps the state in float32; the PyTorch scan returns u's dtype
+        out, last_state = result
+        return out, last_state.to(itype)
+    return result  # type: ignore[return-value]
 
 
 def selective_scan(
@@ -294,6 +298,7 @@ def selective_scan(
     backend = _requested_backend()
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     if backend == "torch":
+        _log_backend("PyTorch scan", f"{SCAN_BACKEND_ENV}=torch")
         return selective_scan_torch(*args)
     on_cuda = all(t.is_cuda for t in (u, delta, A, B, C, D, z, delta_bias) if t is not None)
     if backend == "cuda":
@@ -311,9 +316,20 @@ def selective_scan(
                 f"{SCAN_BACKEND_ENV}=cuda but mamba-ssm's selective scan kernel cannot be imported ({reason}); "
                 f"install mamba-ssm or set {SCAN_BACKEND_ENV}=auto"
             )
+        _log_backend("mamba-ssm kernel", f"{SCAN_BACKEND_ENV}=cuda")
         return _run_cuda_kernel(kernel, *args)
-    if on_cuda and kernel_rejects(u, B, C) is None:
-        kernel, _ = _load_cuda_kernel()
-        if kernel is not None:
-            return _run_cuda_kernel(kernel, *args)
-    return selective_scan_torch(*args)
+    kernel, why = None, f"tensors on {u.device.type}"
+    if on_cuda:
+        why = kernel_rejects(u, B, C)
+        if why is None:
+            kernel, reason = _load_cuda_kernel()
+            why = None if kernel is not None else f"mamba-ssm unavailable: {reason}"
+    _log_backend("mamba-ssm kernel" if kernel is not None else "PyTorch scan",
+                 f"{why or 'CUDA tensors'}; {SCAN_BACKEND_ENV}=auto")
+    return _run_cuda_kernel(kernel, *args) if kernel is not None else selective_scan_torch(*args)
+
+
+@functools.cache
+def _log_backend(backend: str, why: str) -> None:
+    """Say once per process (and per distinct reason) which scan runs, at INFO."""
+    LOGGER.info("selective scan: %s (%s)", backend, why)

@@ -2,6 +2,8 @@
 
 import importlib.util
 import itertools
+import logging
+import sys
 
 import pytest
 import torch
@@ -216,3 +218,22 @@ def test_selective_scan_cuda_kernel_matches_torch_scan(monkeypatch, dtype):
     for k_grad, t_grad in zip(k_grads, t_grads, strict=True):
         scale = t_grad.abs().max().clamp_min(1.0)
         torch.testing.assert_close(k_grad / scale, t_grad / scale, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    (None, "selective scan: PyTorch scan (tensors on cpu; IUMAD_SCAN=auto)"),
+    ("torch", "selective scan: PyTorch scan (IUMAD_SCAN=torch)"),
+])
+def test_the_scan_backend_and_why_are_logged_once(monkeypatch, caplog, setting, expected):
+    module = sys.modules["models.mamba.selective_scan"]
+    if setting is None:
+        monkeypatch.delenv(SCAN_BACKEND_ENV, raising=False)
+    else:
+        monkeypatch.setenv(SCAN_BACKEND_ENV, setting)
+    module._log_backend.cache_clear()
+    u, delta, A = torch.randn(1, 4, 6), torch.rand(1, 4, 6), -torch.rand(4, 3)
+    B, C = torch.randn(1, 3, 6), torch.randn(1, 3, 6)
+    with caplog.at_level(logging.INFO, logger=module.__name__):
+        for _ in range(3):
+            module.selective_scan(u, delta, A, B, C)
+    assert [r.getMessage() for r in caplog.records] == [expected]
