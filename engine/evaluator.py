@@ -22,6 +22,7 @@ from torch.utils.data import Dataset, Subset
 from tqdm import tqdm
 
 from datasets import RGBDDataset, build_loader
+from engine.batch import autocast
 from utils.dist import broadcast_object, gather_objects_to_main, get_rank, get_world_size, is_main_process
 from utils.metrics import aupro, image_auroc, pixel_auroc
 from utils.vis import denormalize_image, save_anomaly_figure
@@ -34,8 +35,12 @@ METRICS = ("i_auroc", "p_auroc", "aupro_30", "aupro_01")
 
 
 @torch.no_grad()
-def score_dataset(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int) -> list[dict[str, Any]]:
+def score_dataset(
+    model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int, precision: str = "fp32"
+) -> list[dict[str, Any]]:
     """Score this rank's shard of ``dataset``; on rank 0 return one record per sample in index order, else ``[]``.
+
+    ``precision`` (``trainer.precision``): the networks run under bf16 autocast for ``bf16``; maps are float32.
 
     Each record: ``index``, ``clsname``, ``label``, ``mask`` (H, W) uint8, and per map prefix ``p``
     (``""`` fused, ``"rgb."``, ``"depth."``): ``p + "score"`` float and ``p + "map"`` (H, W) float16; with class
@@ -48,7 +53,8 @@ def score_dataset(model: nn.Module, dataset: Dataset, device: torch.device, batc
     records: list[dict[str, Any]] = []
     position = 0
     for batch in tqdm(loader, desc="evaluating", leave=False, disable=not is_main_process()):
-        out = model(batch["image"].to(device), batch["depth"].to(device))
+        with autocast(device, precision):
+            out = model(batch["image"].to(device), batch["depth"].to(device))
         prefixes = {"": ""} | {f"{m}.": f"_{m}" for m in ("rgb", "depth") if f"anomaly_map_{m}" in out}
         for i in range(batch["image"].shape[0]):
             record = {
@@ -129,9 +135,10 @@ def evaluate(
     aupro_mode: str,
     vis_dir: Path | None,
     vis_per_class: int,
+    precision: str = "fp32",
 ) -> dict[str, dict[str, float]]:
     """Per-class metrics on ``dataset`` (all ranks score; rank 0 computes; every rank returns the result)."""
-    records = score_dataset(model, dataset, device, batch_size)
+    records = score_dataset(model, dataset, device, batch_size, precision)
     by_class: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         by_class[record["clsname"]].append(record)

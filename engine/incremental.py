@@ -296,10 +296,11 @@ class IncrementalRun:
                 self._fit_map_fusion(step, {})
             return
         batch = self.cfg["dataset"]["eval_batch_size"]
-        records = score_dataset(self.model, held_out, self.device, batch)  # every record on rank 0 only
+        precision = self.cfg["trainer"]["precision"]
+        records = score_dataset(self.model, held_out, self.device, batch, precision)  # every record on rank 0 only
         if self.model.map_fusion is not None:
             self._fit_map_fusion(step, broadcast_object(normal_map_statistics(records)))
-            records = score_dataset(self.model, held_out, self.device, batch)  # scored with the fitted fusion
+            records = score_dataset(self.model, held_out, self.device, batch, precision)  # with the fitted fusion
         self.state.normal_scores.update(broadcast_object(normal_score_statistics(records)))
         LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
 
@@ -344,7 +345,8 @@ class IncrementalRun:
         class_ids = {c: i for i, c in enumerate(self.state.classes)}
         test_set = self._dataset([r for r in self.test_records if r["clsname"] in class_ids], class_ids)
         return evaluate(self.model, test_set, self.device, self.cfg["dataset"]["eval_batch_size"],
-                        ecfg["aupro_mode"], vis_dir, ecfg["vis_per_class"] if vis_dir else 0)
+                        ecfg["aupro_mode"], vis_dir, ecfg["vis_per_class"] if vis_dir else 0,
+                        self.cfg["trainer"]["precision"])
 
     def _evaluate_step(self, step: int, step_dir: Path) -> None:
         record = step_record(step, self.steps[step], self._evaluate_seen(step_dir / "vis"), self.step_drift.get(step))

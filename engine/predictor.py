@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from datasets.rgbd_dataset import model_inputs, read_rgbd_pair
 from datasets.scan_folder import ScanInput
+from engine.batch import autocast
 from engine.calibration import class_threshold
 from engine.checkpoint import architecture_fingerprint, load_checkpoint
 from engine.prediction_report import PredictionReport
@@ -143,7 +144,8 @@ def score_batch(run: TrainedRun, images: torch.Tensor, depths: torch.Tensor | No
         head) the most probable class, with its ``"class_probability"`` ``(B,)``.
     """
     device = next(run.model.parameters()).device
-    outputs = run.model(images.to(device), None if depths is None else depths.to(device))
+    with autocast(device, run.cfg["trainer"]["precision"]):
+        outputs = run.model(images.to(device), None if depths is None else depths.to(device))
     scores = {
         "map": outputs["anomaly_map"][:, 0].float().cpu().numpy(),
         "score": outputs["image_score"].float().cpu().numpy(),

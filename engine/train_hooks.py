@@ -53,7 +53,7 @@ class ModelSelection(HookBase):
         ctx.model.eval()
         total, count = 0.0, 0
         for batch in loader:
-            outputs = forward_batch(ctx.model, batch, ctx.device, ctx.spec.uses_cache)
+            outputs = forward_batch(ctx.model, batch, ctx.device, ctx.spec.uses_cache, ctx.cfg["trainer"]["precision"])
             losses = self.criterion(outputs, {"class_id": batch["class_id"].to(ctx.device)})
             total += losses.get("fusion", losses["total"]).item()
             count += 1

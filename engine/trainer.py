@@ -115,7 +115,7 @@ class StepTrainer:
         ctx.batch, ctx.iteration = batch, iteration
         for hook in self.hooks:
             hook.before_iteration(ctx)
-        ctx.outputs = forward_batch(net, batch, ctx.device, ctx.spec.uses_cache)
+        ctx.outputs = forward_batch(net, batch, ctx.device, ctx.spec.uses_cache, self.tcfg["precision"])
         losses = self.criterion(ctx.outputs, {"class_id": batch["class_id"].to(ctx.device)}, trainable_only=True)
         for hook in self.hooks:
             extra = hook.extra_losses(ctx)

@@ -199,10 +199,12 @@ class IBIUMAD(nn.Module):
         outputs.update(fused)
         if self.training:  # maps are for evaluation only
             return outputs
-        with torch.no_grad():
+        # Maps and scores in float32 whatever the autocast precision of the networks before them.
+        with torch.no_grad(), torch.autocast(device_type=clean.device.type, enabled=False):
             outputs.update(
                 self.discriminator(
-                    fused["feature_rec"].detach(), clean, (self.image_size, self.image_size), self.channel_splits
+                    fused["feature_rec"].detach().float(), clean.float(), (self.image_size, self.image_size),
+                    self.channel_splits,
                 )
             )
             if self.map_fusion is not None:  # the fused map from the standardised per-modality maps

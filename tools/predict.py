@@ -26,6 +26,7 @@ if str(REPO_ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from datasets.scan_folder import find_scans  # noqa: E402
+from engine.batch import allow_tf32  # noqa: E402
 from engine.calibration import DEFAULT_QUANTILE  # noqa: E402
 from engine.prediction_report import PredictionReport  # noqa: E402
 from engine.predictor import check_thresholds, load_trained_run, predict_scans  # noqa: E402
@@ -60,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-        run = load_trained_run(args.run, args.step, _device(args.device))
+        device = _device(args.device)
+        allow_tf32(device)
+        run = load_trained_run(args.run, args.step, device)
         check_thresholds(run, args.threshold, args.quantile)
         scans = find_scans(args.input)
         output = Path(args.output) if args.output else Path(args.run) / "predictions" / Path(args.input).stem

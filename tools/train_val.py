@@ -18,6 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from engine.batch import allow_tf32  # noqa: E402
 from engine.incremental import IncrementalRun, RunOptions  # noqa: E402
 from utils.config import config_to_yaml, load_config  # noqa: E402
 from utils.dist import (  # noqa: E402
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = resolve_paths(load_config(args.config, args.opts))
         device = init_distributed()
+        allow_tf32(device)
         output = Path(args.output) if args.output else default_output(Path(args.config), cfg)
         if is_main_process():
             prepare_output(output)

@@ -127,6 +127,7 @@ SCHEMA: dict[str, Any] = {
             "gamma": Field(_NUMBER, 0.1),
         },
         "select": Field(str, "last", choices=("last", "val")),
+        "precision": Field(str, "fp32", choices=("fp32", "bf16")),
         "val_fraction": Field(_NUMBER, 0.1, bounds=(0, 0.9)),
         "save_every_epochs": Field(int, 0, bounds=(0, None)),
         "feature_cache": Field(str, "auto", choices=("auto", "memory", "disk", "off")),

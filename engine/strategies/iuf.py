@@ -146,7 +146,7 @@ class IUFUpdate(Strategy):
         ctx.model.eval()
         try:
             for batch in loader:
-                forward_batch(ctx.model, batch, ctx.device, ctx.spec.uses_cache)
+                forward_batch(ctx.model, batch, ctx.device, ctx.spec.uses_cache, ctx.cfg["trainer"]["precision"])
         finally:
             for handle in handles:
                 handle.remove()

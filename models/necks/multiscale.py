@@ -75,12 +75,12 @@ class MultiScaleConcat(nn.Module):
                 raise ValueError(f"level with stride {stride}: expected {channels} channels, got {feature.shape[1]}")
             if feature.shape[-2:] != (height, width):
                 downsampling = stride < self.stride
-                feature = F.interpolate(
-                    feature,
+                feature = F.interpolate(  # in float32: the anti-aliased kernel has no bf16 version on the CPU
+                    feature.float(),
                     size=(height, width),
                     mode="bilinear",
                     align_corners=False,
                     antialias=self.antialias and downsampling,
-                )
+                ).to(feature.dtype)
             resized.append(feature)
         return torch.cat(resized, dim=1)  # B×(ΣC)×h×w

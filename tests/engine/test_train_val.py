@@ -255,3 +255,16 @@ def test_a_class_without_usable_normal_maps_keeps_the_pooled_statistics(tmp_path
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("class box has no usable held-out normal maps" in w for w in warnings)
     assert any("class cone has no usable held-out normal maps (none held out)" in w for w in warnings)
+
+
+def test_bf16_training_and_evaluation_on_cpu_stay_close_to_fp32(tmp_path, tiny_root, make_config):
+    finals = {}
+    for precision in ("fp32", "bf16"):
+        config = tmp_path / f"{precision}.yaml"
+        config.write_text(yaml.safe_dump(make_config(tiny_root, [["ball", "box"]], precision=precision, epochs=2)))
+        assert run("--config", config, "--output", tmp_path / precision) == 0
+        finals[precision] = json.loads((tmp_path / precision / "results.json").read_text())["final"]
+    assert set(finals["bf16"]) == set(finals["fp32"])
+    for key in ("p_auroc", "rgb.p_auroc", "depth.p_auroc"):
+        assert math.isfinite(finals["bf16"][key])
+        assert abs(finals["bf16"][key] - finals["fp32"][key]) < 0.01, (key, finals["bf16"][key], finals["fp32"][key])
