@@ -32,7 +32,7 @@ from engine.train_hooks import EpochLogger, ModelSelection, PeriodicCheckpoint, 
 from engine.trainer import StepTrainer
 from models.model_helper import build_model
 from utils.criterion_helper import build_criterion
-from utils.dist import barrier, broadcast_object, get_world_size, is_main_process
+from utils.dist import barrier, broadcast_object, decided_on_main, get_world_size, is_main_process
 from utils.errors import CheckpointError, ConfigError, DataError
 from utils.fileio import atomic_write_json
 from utils.seeding import derive_seed, seed_everything
@@ -98,16 +98,13 @@ class IncrementalRun:
 
     # ----------------------------------------------------------------- data
     def _load_meta(self) -> tuple[list[dict], list[dict]]:
+        """Read (and build when missing) the meta files, checked; called on rank 0, which sends the records."""
         dcfg = self.cfg["dataset"]
         root = Path(dcfg["root"])
-        if not root.is_dir():
-            raise DataError(f"dataset root not found: {root} (dataset.root in the config)")
         meta_dir = Path(dcfg["meta_dir"] or root)
-        missing = not (meta_dir / "train.jsonl").is_file() or not (meta_dir / "test.jsonl").is_file()
-        if missing and is_main_process():
+        if not (meta_dir / "train.jsonl").is_file() or not (meta_dir / "test.jsonl").is_file():
             LOGGER.info("building meta files in %s", meta_dir)
             write_meta(root, meta_dir)
-        barrier()
         train, test = read_meta(meta_dir / "train.jsonl"), read_meta(meta_dir / "test.jsonl")
         _check_split(train, test, meta_dir)
         known = sorted({r["clsname"] for r in train})
@@ -159,7 +156,7 @@ class IncrementalRun:
             f"Run step {step} first: python tools/train_val.py --config {self.config_path} --step {step} "
             f"--output {self.output}"
         )
-        payload = load_checkpoint(self.folder.ckpt(step), self.fingerprint, hint)
+        payload = decided_on_main(lambda: load_checkpoint(self.folder.ckpt(step), self.fingerprint, hint))
         expected = [c for classes in self.steps[: step + 1] for c in classes]
         if payload["state"]["classes"] != expected:
             raise CheckpointError(
@@ -183,7 +180,9 @@ class IncrementalRun:
         """Check the output folder before anything is written, then read the meta files (built when missing).
 
         A finished run is not trained over unless asked. With ``--overwrite`` the folders of the steps to run
-        *and of every later step* are removed, so results of an old run never mix with the new one.
+        *and of every later step* are removed, so results of an old run never mix with the new one. The run
+        folder and the meta files are read on rank 0 only, which tells the other ranks what it found: a node
+        without a shared file system never reads its own (empty) folder.
         """
         if not options.evaluate_only:
             if options.resume and options.overwrite:
@@ -197,10 +196,13 @@ class IncrementalRun:
             if options.overwrite:
                 self.folder.clear_from(steps[0])
             elif options.resume:
-                self.folder.check_resumed_config(self.cfg)
+                decided_on_main(lambda: self.folder.check_resumed_config(self.cfg))
             else:
-                self.folder.refuse_finished(steps)
-        self.train_records, self.test_records = self._load_meta()
+                decided_on_main(lambda: self.folder.refuse_finished(steps))
+        root = Path(self.cfg["dataset"]["root"])
+        if not root.is_dir():  # every node reads the images
+            raise DataError(f"dataset root not found: {root} (dataset.root in the config)")
+        self.train_records, self.test_records = decided_on_main(self._load_meta)
 
     def run(self, options: RunOptions) -> dict[str, Any]:
         """Train (and evaluate) the steps asked for; return the results dict. Call :meth:`prepare` first."""
@@ -209,13 +211,14 @@ class IncrementalRun:
         steps = self._steps_to_run(options)
         if steps[0] > 0:
             self._load_step(steps[0] - 1)
+        finished = decided_on_main(lambda: [self.folder.finished(k) for k in range(len(self.steps))])
         for step in steps:
-            if options.resume and self.folder.finished(step):
+            if options.resume and finished[step]:
                 LOGGER.info("step %d already finished: skipping (--resume)", step)
                 self._load_step(step)
                 continue
             self._run_step(step, resume=options.resume)
-        return self._write_results(max(self.folder.last_contiguous_step(), steps[-1]))
+        return self._write_results(max(decided_on_main(self.folder.last_contiguous_step), steps[-1]))
 
     def _run_step(self, step: int, resume: bool) -> None:
         step_dir = self.folder.step_dir(step)
@@ -225,7 +228,7 @@ class IncrementalRun:
         self.state.classes = [c for c in self.state.classes if c not in new] + new
         seed_everything(derive_seed(self.cfg["seed"], "step", step))  # new class-head rows: same however started
         self.model.grow_classes(len(self.state.classes))
-        if not self.folder.ckpt(step).is_file() or not resume:
+        if not resume or not decided_on_main(self.folder.ckpt(step).is_file):
             self._train(step, step_dir, resume)
         else:
             self._load_step(step)
@@ -247,7 +250,8 @@ class IncrementalRun:
         fit_feature_standardizer(self.model, train_set, self.device, batch, uses_cache)
         fit_class_prototypes(self.model, train_set, self.device, batch, uses_cache, sorted(class_ids.values()))
         last = step_dir / "last.pth"
-        resume_payload = load_checkpoint(last, self.fingerprint) if resume and last.is_file() else None
+        resume_payload = decided_on_main(lambda: load_checkpoint(last, self.fingerprint) if resume and last.is_file()
+                                         else None)
         if resume_payload is not None and resume_payload["state"]["classes"] != self.state.classes:
             raise CheckpointError(
                 f"{last} was training classes {resume_payload['state']['classes']}, but step {step} of this config "
@@ -360,8 +364,9 @@ class IncrementalRun:
 
     def _write_results(self, last_step: int, log_table: bool = True) -> dict[str, Any]:
         """Rebuild results.json/md from the step records 0..last_step (after every step and at the end)."""
-        records = [read_step_record(self.folder.metrics(k)) for k in range(last_step + 1)]
-        results = build_results(records)
+        results = decided_on_main(
+            lambda: build_results([read_step_record(self.folder.metrics(k)) for k in range(last_step + 1)])
+        )
         if is_main_process():
             write_results(self.output, results)
             if log_table:
@@ -371,7 +376,7 @@ class IncrementalRun:
     def evaluate_checkpoint(self, step: int | None) -> dict[str, Any]:
         """``--evaluate``: re-evaluate a finished step's checkpoint on every class it has seen."""
         if step is None:
-            finished = [k for k in range(len(self.steps)) if self.folder.ckpt(k).is_file()]
+            finished = decided_on_main(lambda: [k for k in range(len(self.steps)) if self.folder.ckpt(k).is_file()])
             if not finished:
                 raise ConfigError(f"--evaluate: no finished step in {self.output}; train first")
             step = finished[-1]

@@ -8,13 +8,14 @@ answers as a single process would.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from utils.errors import ConfigError
+from utils.errors import ConfigError, IUMADError
 
 __all__ = [
     "init_distributed",
@@ -27,6 +28,7 @@ __all__ = [
     "all_gather_objects",
     "gather_objects_to_main",
     "broadcast_object",
+    "decided_on_main",
     "select_device",
     "TIMEOUT_ENV",
     "is_peer_failure",
@@ -130,6 +132,26 @@ def gather_objects_to_main(obj: Any) -> list[Any] | None:
     gathered: list[Any] | None = [None] * get_world_size() if is_main_process() else None
     dist.gather_object(obj, gathered, dst=0)
     return gathered
+
+
+def decided_on_main(decide: Callable[[], Any]) -> Any:
+    """Run ``decide()`` on rank 0 only and give its result to every rank; a :class:`IUMADError` it raises, too.
+
+    What a run folder holds (finished steps, checkpoints, step records) is read this way: the folder lives
+    on node 0, and a node without a shared file system has an empty one of its own.
+    """
+    if get_world_size() == 1:
+        return decide()
+    result, error = None, None
+    if is_main_process():
+        try:
+            result = decide()
+        except IUMADError as exc:
+            error = exc
+    result, error = broadcast_object((result, error))
+    if error is not None:
+        raise error
+    return result
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:

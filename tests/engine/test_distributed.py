@@ -94,15 +94,19 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch_nodes(*args, timeout: int = 600) -> list[subprocess.CompletedProcess]:
-    """Two torchrun "machines" on loopback (static rendezvous, one process each), as README tells users."""
+def launch_nodes(*args, timeout: int = 600,
+                 per_node: tuple[list, list] = ([], [])) -> list[subprocess.CompletedProcess]:
+    """Two torchrun "machines" on loopback (static rendezvous, one process each), as README tells users.
+
+    ``per_node``: arguments added on node 0 and node 1 only (e.g. an ``--output`` of each node's own).
+    """
     port = _free_port()
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
                "--master_addr=127.0.0.1", f"--master_port={port}", str(REPO / "tools" / "train_val.py"),
                *map(str, args)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    nodes = [subprocess.Popen(command[:3] + [f"--node_rank={r}"] + command[3:], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for r in (0, 1)]
+    nodes = [subprocess.Popen(command[:3] + [f"--node_rank={r}"] + command[3:] + list(map(str, per_node[r])),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for r in (0, 1)]
     results = []
     for node in nodes:
         out, err = node.communicate(timeout=timeout)
@@ -125,6 +129,21 @@ def test_two_nodes_on_loopback_sharing_a_disk_cache_equal_one_node_with_two_proc
     entries = list((out / "feature_cache").iterdir())
     assert trained > 0 and len(entries) == trained and all(e.suffix == ".pt" for e in entries)
     assert re.search(r"peak resident memory per rank: \d+, \d+ MiB", log)
+
+
+def test_two_nodes_without_a_shared_folder_equal_the_shared_folder_run(runs, tmp_path):
+    """Node 1's --output is its own, empty folder: rank 0 reads the run folder and tells the other ranks."""
+    config, _, two = runs
+    own = (["--output", tmp_path / "node0"], ["--output", tmp_path / "node1"])
+    for extra in ([], ["--resume"]):
+        nodes = launch_nodes("--config", config, *extra, per_node=own)
+        assert [n.returncode for n in nodes] == [0, 0], nodes[0].stderr[-2000:] + nodes[1].stderr[-2000:]
+        a = json.loads((two / "results.json").read_text())
+        b = json.loads((tmp_path / "node0" / "results.json").read_text())
+        for key in ("i_auroc", "p_auroc", "aupro_30"):
+            assert math.isclose(a["final"][key], b["final"][key], abs_tol=1e-6), key
+        assert not (tmp_path / "node1" / "results.json").exists()
+    assert nodes[0].stdout.count("already finished: skipping (--resume)") == len(STEPS)
 
 
 @pytest.fixture(scope="module")
