@@ -7,7 +7,10 @@ Builds the model of the config, feeds random batches of the config's size (``dat
 images of ``dataset.image_size`` px) and times each part with forward hooks (wall clock, CPU, one
 process). The backbone and neck rows are what an iteration costs without the feature cache; with
 the cache (the default on CPU) training pays every other row only. Prints one markdown table, with each
-row's share of the cached iteration.
+row's share of the cached iteration, then the device-to-host syncs (``aten::_local_scalar_dense``, what
+``.item()``, ``float(t)`` and ``bool(t)`` of a tensor run; counted on the CPU, less the reads that are no
+sync on CUDA) per iteration of the real step trainer (:class:`engine.trainer.StepTrainer` with its
+logging hook, one epoch).
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from engine.hooks import StepSpec  # noqa: E402
+from engine.train_hooks import EpochLogger  # noqa: E402
+from engine.trainer import StepTrainer  # noqa: E402
 from models.model_helper import build_model  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.criterion_helper import build_criterion  # noqa: E402
@@ -82,6 +88,38 @@ def profile(cfg: dict, iters: int) -> dict[str, float]:
     return {name: value / iters for name, value in totals.items()}
 
 
+def host_syncs_per_iteration(cfg: dict, iters: int) -> float:
+    """Device-to-host syncs per iteration of one epoch of ``iters`` iterations of the step trainer."""
+    size, batch = cfg["dataset"]["image_size"], cfg["dataset"]["batch_size"]
+    classes = len(cfg["incremental"]["steps"][0]["classes"])
+    torch.manual_seed(0)
+    model = build_model(cfg["model"], size, classes).train()
+    samples = [{"image": torch.randn(3, size, size), "depth": torch.randn(3, size, size),
+                "class_id": torch.tensor(i % classes)} for i in range(batch * iters)]
+    cfg = {**cfg, "trainer": {**cfg["trainer"], "save_every_epochs": 0}}
+    spec = StepSpec(0, 1, samples, None, False, Path("."), list(range(classes)))
+    trainer = StepTrainer(model, build_criterion(cfg["criterion"]["weights"]), spec, cfg, torch.device("cpu"),
+                          [EpochLogger()])
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        trainer.run()
+    syncs = [e for e in prof.events() if e.name == "aten::_local_scalar_dense" and not _cpu_only(e)]
+    return len(syncs) / iters
+
+
+def _cpu_only(event) -> bool:
+    """A scalar read that is no device sync on CUDA.
+
+    AdamW's step counters are CPU tensors on every device, and ``one_hot`` checks its range on the CPU only
+    when the class count is given.
+    """
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("Optimizer.step") or parent.name == "aten::one_hot":
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Print the table; return seconds per iteration by part."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,7 +142,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         share = "" if name in ("backbone", "neck", "whole iteration (no cache)") else f"{100 * value / cached:.0f} %"
         print(f"| {name} | {1000 * value:.1f} | {share} |")
     print(f"| cached iteration (all but backbone and neck) | {1000 * cached:.1f} | 100 % |")
-    return seconds
+    syncs = host_syncs_per_iteration(cfg, args.iters)
+    print(f"\ndevice-to-host syncs per training iteration (step trainer, {args.iters} iterations): {syncs:.1f}")
+    return {**seconds, "host_syncs_per_iteration": syncs}
 
 
 if __name__ == "__main__":

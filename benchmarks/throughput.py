@@ -1,11 +1,12 @@
 """Cost of each variant at 224 px: parameters, training and inference images/s, peak memory.
 
 ``python benchmarks/throughput.py [--variants uniad,iuf,...] [--train-batch 4] [--infer-batch 8]
-[--iters 5] [--device cpu|cuda]``
+[--iters 5] [--device cpu|cuda] [--precision fp32|bf16]``
 
 Every variant is measured in a fresh process (so peak memory is its own): on CPU peak memory is the
 process's peak resident set (VmHWM) minus its resident set before the model was built; on CUDA it is
-``torch.cuda.max_memory_allocated`` and the passes run under bf16 autocast. The backbone is
+``torch.cuda.max_memory_allocated``. ``--precision`` is ``trainer.precision`` (bf16: autocast, as in
+training; fp32 on CUDA with TF32 matmuls). The backbone is
 EfficientNet-B4 with random weights (same cost as the pretrained one). Ratios are against ``uniad``
 measured in the same run. Prints one markdown table.
 """
@@ -17,7 +18,6 @@ import json
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,10 +35,11 @@ def _status_kib(field: str) -> int:
     return 0
 
 
-def measure(variant: str, device_name: str, train_batch: int, infer_batch: int, iters: int) -> dict:
+def measure(variant: str, device_name: str, train_batch: int, infer_batch: int, iters: int, precision: str) -> dict:
     """One variant in this process: parameter counts, images/s and peak memory."""
     import torch
 
+    from engine.batch import allow_tf32, autocast, float_outputs
     from models.model_helper import build_model
     from utils.config import load_config
     from utils.criterion_helper import build_criterion
@@ -52,7 +53,7 @@ def measure(variant: str, device_name: str, train_batch: int, infer_batch: int, 
     model = build_model(cfg["model"], 224, 10).to(device)
     criterion = build_criterion(cfg["criterion"]["weights"])
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    allow_tf32(device)
 
     def sync() -> None:
         if device.type == "cuda":
@@ -60,8 +61,9 @@ def measure(variant: str, device_name: str, train_batch: int, infer_batch: int, 
 
     def train_iter() -> None:
         x = torch.randn(train_batch, 3, 224, 224, device=device)
-        with autocast:
-            losses = criterion(model(x, x), {"class_id": torch.arange(train_batch, device=device) % 10})
+        with autocast(device, precision):
+            outputs = model(x, x)
+        losses = criterion(float_outputs(outputs), {"class_id": torch.arange(train_batch) % 10})
         optimizer.zero_grad()
         losses["total"].backward()
         optimizer.step()
@@ -69,7 +71,7 @@ def measure(variant: str, device_name: str, train_batch: int, infer_batch: int, 
     @torch.no_grad()
     def infer_iter() -> None:
         x = torch.randn(infer_batch, 3, 224, 224, device=device)
-        with autocast:
+        with autocast(device, precision):
             model(x, x)
 
     rates = {}
@@ -106,23 +108,26 @@ def main() -> None:
     parser.add_argument("--infer-batch", type=int, default=8)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(args.worker, args.device, args.train_batch, args.infer_batch, args.iters)))
+        print(json.dumps(measure(args.worker, args.device, args.train_batch, args.infer_batch, args.iters,
+                                 args.precision)))
         return
     rows = []
     for variant in args.variants.split(","):
-        command = [sys.executable, __file__, "--worker", variant, "--device", args.device, "--train-batch",
+        command = [sys.executable, __file__, "--worker", variant, "--device", args.device, "--precision",
+                   args.precision, "--train-batch",
                    str(args.train_batch), "--infer-batch", str(args.infer_batch), "--iters", str(args.iters)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"variant {variant} failed:\n{done.stderr[-3000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     ref = next((r for r in rows if r["variant"] == "uniad"), rows[0])
-    memory = "peak MiB (max_memory_allocated, bf16)" if args.device == "cuda" else "peak MiB (RSS)"
-    print(f"device {args.device}, 224 px, train batch {args.train_batch}, inference batch {args.infer_batch}, "
-          f"{args.iters} iterations; ratios vs {ref['variant']}\n")
+    memory = "peak MiB (max_memory_allocated)" if args.device == "cuda" else "peak MiB (RSS)"
+    print(f"device {args.device}, {args.precision}, 224 px, train batch {args.train_batch}, inference batch "
+          f"{args.infer_batch}, {args.iters} iterations; ratios vs {ref['variant']}\n")
     print(f"| variant | trainable M | frozen M | train img/s | × | infer img/s | × | {memory} | × |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -35,6 +35,7 @@ def build_loader(
     drop_last: bool = False,
     num_replicas: int | None = None,
     rank: int | None = None,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """Build a seeded :class:`DataLoader`.
 
@@ -48,6 +49,7 @@ def build_loader(
         drop_last: drop the last incomplete batch (and, when distributed, the samples that do not split evenly).
         num_replicas: number of processes; default: the process-group world size, or 1 without a process group.
         rank: this process's rank; default: the process-group rank, or 0 without a process group.
+        pin_memory: page-locked batches, so ``.to(cuda, non_blocking=True)`` overlaps the copy (pass it on CUDA).
 
     Returns:
         The loader; ``loader.sampler`` is the :class:`DistributedSampler` when ``distributed``.
@@ -73,4 +75,5 @@ def build_loader(
         drop_last=drop_last,
         generator=generator,
         worker_init_fn=seed_worker,
+        pin_memory=pin_memory,
     )

@@ -36,7 +36,8 @@ METRICS = ("i_auroc", "p_auroc", "aupro_30", "aupro_01")
 
 @torch.no_grad()
 def score_dataset(
-    model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int, precision: str = "fp32"
+    model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int, precision: str = "fp32",
+    workers: int = 0,
 ) -> list[dict[str, Any]]:
     """Score this rank's shard of ``dataset``; on rank 0 return one record per sample in index order, else ``[]``.
 
@@ -48,7 +49,8 @@ def score_dataset(
     """
     rank, world = get_rank(), get_world_size()
     indices = list(range(rank, len(dataset), world))
-    loader = build_loader(Subset(dataset, indices), batch_size, 0, shuffle=False, seed=0)
+    loader = build_loader(Subset(dataset, indices), batch_size, workers, shuffle=False, seed=0,
+                          pin_memory=device.type == "cuda")
     model.eval()
     records: list[dict[str, Any]] = []
     position = 0
@@ -56,6 +58,8 @@ def score_dataset(
         with autocast(device, precision):
             out = model(batch["image"].to(device), batch["depth"].to(device))
         prefixes = {"": ""} | {f"{m}.": f"_{m}" for m in ("rgb", "depth") if f"anomaly_map_{m}" in out}
+        wanted = [f"{kind}{suffix}" for suffix in prefixes.values() for kind in ("image_score", "anomaly_map")]
+        out = {k: out[k].float().cpu() for k in wanted} | ({"route": out["route"].cpu()} if "route" in out else {})
         for i in range(batch["image"].shape[0]):
             record = {
                 "index": indices[position],
@@ -66,8 +70,8 @@ def score_dataset(
             if "route" in out:  # class adapters: whose adapters scored the image, and whose they should be
                 record["routed_right"] = int(out["route"][i]) == int(batch["class_id"][i])
             for prefix, suffix in prefixes.items():
-                record[prefix + "score"] = float(out[f"image_score{suffix}"][i].float().cpu())
-                record[prefix + "map"] = out[f"anomaly_map{suffix}"][i, 0].float().cpu().numpy().astype(np.float16)
+                record[prefix + "score"] = float(out[f"image_score{suffix}"][i])
+                record[prefix + "map"] = out[f"anomaly_map{suffix}"][i, 0].numpy().astype(np.float16)
             records.append(record)
             position += 1
     parts = gather_objects_to_main(records)
@@ -136,9 +140,10 @@ def evaluate(
     vis_dir: Path | None,
     vis_per_class: int,
     precision: str = "fp32",
+    workers: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Per-class metrics on ``dataset`` (all ranks score; rank 0 computes; every rank returns the result)."""
-    records = score_dataset(model, dataset, device, batch_size, precision)
+    records = score_dataset(model, dataset, device, batch_size, precision, workers)
     by_class: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         by_class[record["clsname"]].append(record)

@@ -301,10 +301,11 @@ class IncrementalRun:
             return
         batch = self.cfg["dataset"]["eval_batch_size"]
         precision = self.cfg["trainer"]["precision"]
-        records = score_dataset(self.model, held_out, self.device, batch, precision)  # every record on rank 0 only
+        workers = self.cfg["dataset"]["workers"]
+        records = score_dataset(self.model, held_out, self.device, batch, precision, workers)  # on rank 0 only
         if self.model.map_fusion is not None:
             self._fit_map_fusion(step, broadcast_object(normal_map_statistics(records)))
-            records = score_dataset(self.model, held_out, self.device, batch, precision)  # with the fitted fusion
+            records = score_dataset(self.model, held_out, self.device, batch, precision, workers)  # fitted fusion
         self.state.normal_scores.update(broadcast_object(normal_score_statistics(records)))
         LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
 
@@ -350,7 +351,7 @@ class IncrementalRun:
         test_set = self._dataset([r for r in self.test_records if r["clsname"] in class_ids], class_ids)
         return evaluate(self.model, test_set, self.device, self.cfg["dataset"]["eval_batch_size"],
                         ecfg["aupro_mode"], vis_dir, ecfg["vis_per_class"] if vis_dir else 0,
-                        self.cfg["trainer"]["precision"])
+                        self.cfg["trainer"]["precision"], self.cfg["dataset"]["workers"])
 
     def _evaluate_step(self, step: int, step_dir: Path) -> None:
         record = step_record(step, self.steps[step], self._evaluate_seen(step_dir / "vis"), self.step_drift.get(step))

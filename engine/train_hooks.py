@@ -54,7 +54,7 @@ class ModelSelection(HookBase):
         total, count = 0.0, 0
         for batch in loader:
             outputs = forward_batch(ctx.model, batch, ctx.device, ctx.spec.uses_cache, ctx.cfg["trainer"]["precision"])
-            losses = self.criterion(outputs, {"class_id": batch["class_id"].to(ctx.device)})
+            losses = self.criterion(outputs, {"class_id": batch["class_id"]})
             total += losses.get("fusion", losses["total"]).item()
             count += 1
         ctx.model.train()

@@ -35,22 +35,34 @@ class TrainingError(IUMADError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
 
 
-def _check_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, iteration: int) -> None:
-    """Raise on a non-finite loss term; every rank agrees first, so no rank is left waiting in all-reduce."""
-    finite = torch.stack([torch.isfinite(v).all() for v in losses.values()]).all()
+#: Iterations between two reads of the running loss sums (one device-to-host sync each, and the finiteness check).
+READ_EVERY = 25
+
+
+def _read_sums(sums: dict[str, torch.Tensor], first_bad: dict[str, torch.Tensor], step: int,
+               epoch: int) -> dict[str, float]:
+    """The running loss sums as floats, in one device-to-host transfer, after every rank checked that all were finite.
+
+    ``first_bad`` holds, per term, the first iteration whose value was not finite (-1: none). A non-finite loss is
+    so caught at the next read, before anything is saved (checkpoints follow the epoch's last read); every rank
+    agrees first, so none is left waiting in all-reduce.
+    """
+    names = list(sums)
+    firsts = torch.stack([first_bad[n] for n in names]).double()
+    finite = (firsts < 0).all().double().reshape(1)
     if get_world_size() > 1:
-        flag = finite.to(torch.int32).reshape(1)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-        finite = bool(flag.item())
-    if finite:
-        return
-    for name, value in losses.items():
-        if not torch.isfinite(value).all():
-            raise TrainingError(
-                f"non-finite loss '{name}' = {value.item()} at step {step}, epoch {epoch + 1}, iteration {iteration}; "
-                "training stopped and the last good checkpoint is kept (lower trainer.lr or check the data)"
-            )
-    raise TrainingError(f"non-finite loss on another process at step {step}, epoch {epoch + 1}, iteration {iteration}")
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    host = torch.cat([torch.stack([sums[n] for n in names]), firsts, finite]).tolist()
+    if host[-1] == 1.0:
+        return dict(zip(names, host[: len(names)]))
+    bad = {n: int(i) for n, i in zip(names, host[len(names) : 2 * len(names)]) if i >= 0}
+    if not bad:
+        raise TrainingError(f"non-finite loss on another process at step {step}, epoch {epoch + 1}")
+    name = min(bad, key=bad.get)
+    raise TrainingError(
+        f"non-finite loss '{name}' at step {step}, epoch {epoch + 1}, iteration {bad[name]}; training stopped and "
+        "the last good checkpoint is kept (lower trainer.lr or check the data)"
+    )
 
 
 class StepTrainer:
@@ -94,7 +106,8 @@ class StepTrainer:
         return build_loader(
             spec.train_set,
             batch_size=max(1, dcfg["batch_size"] // world),  # dataset.batch_size is the global batch
-            workers=0 if spec.uses_cache else dcfg["workers"],
+            workers=0 if getattr(spec.train_set, "samples", None) is not None else dcfg["workers"],  # in memory: 0
+            pin_memory=self.ctx.device.type == "cuda",
             shuffle=True,
             seed=derive_seed(cfg["seed"], "step", spec.index),
             distributed=world > 1,
@@ -116,14 +129,13 @@ class StepTrainer:
         for hook in self.hooks:
             hook.before_iteration(ctx)
         ctx.outputs = forward_batch(net, batch, ctx.device, ctx.spec.uses_cache, self.tcfg["precision"])
-        losses = self.criterion(ctx.outputs, {"class_id": batch["class_id"].to(ctx.device)}, trainable_only=True)
+        losses = self.criterion(ctx.outputs, {"class_id": batch["class_id"]}, trainable_only=True)  # CPU labels
         for hook in self.hooks:
             extra = hook.extra_losses(ctx)
             if extra:
                 losses["total"] = losses["total"] + sum(extra.values())
                 losses.update(extra)
         ctx.losses = losses
-        _check_finite(losses, ctx.spec.index, ctx.epoch, iteration)
         ctx.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         for hook in self.hooks:
@@ -137,22 +149,42 @@ class StepTrainer:
         return losses
 
     def _train_epoch(self, net: nn.Module, loader) -> dict[str, float]:
-        """One pass over the loader; returns the mean of every loss term."""
-        ctx, sums = self.ctx, {}
+        """One pass over the loader; returns the mean of every loss term.
+
+        The loss terms are summed on the device and read every :data:`READ_EVERY` iterations and at the end.
+        """
+        ctx, sums, first_bad, means = self.ctx, {}, {}, {}
         bar = tqdm(loader, desc=f"step {ctx.spec.index} epoch {ctx.epoch + 1}/{ctx.spec.epochs}", leave=False,
                    disable=not is_main_process())
         for iteration, batch in enumerate(bar):
             losses = self._iteration(net, batch, iteration)
             for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + value.item()
-            bar.set_postfix({k: f"{v / (iteration + 1):.4f}" for k, v in sums.items()})
-        return {k: v / max(len(loader), 1) for k, v in sums.items()}
+                value = value.detach().double()
+                sums[name] = sums.get(name, 0.0) + value
+                first = first_bad.get(name, torch.full_like(value, -1.0))
+                first_bad[name] = torch.where(~torch.isfinite(value) & (first < 0), float(iteration), first)
+            if (iteration + 1) % READ_EVERY == 0 or iteration + 1 == len(loader):
+                read = _read_sums(sums, first_bad, ctx.spec.index, ctx.epoch)
+                means = {k: v / (iteration + 1) for k, v in read.items()}
+                bar.set_postfix({k: f"{v:.4f}" for k, v in means.items()})
+        return means
+
+    def _distributed(self, model: nn.Module) -> DistributedDataParallel:
+        """The DDP wrapper, searching for unused parameters only where there are some.
+
+        Unused are the other classes' adapters (with class adapters) and a class head whose only loss term has
+        weight 0; no buffer changes in training, so none is broadcast.
+        """
+        weights = getattr(self.criterion, "weights", {})
+        head_unused = any(weights.get(term) == 0 for term in ("rgb_ce", "depth_ce", "ib"))
+        unused = getattr(model, "router", None) is not None or head_unused
+        return DistributedDataParallel(model, find_unused_parameters=unused, broadcast_buffers=False)
 
     def run(self) -> None:
         """Train the remaining epochs of the step, then run the hooks' ``after_step`` in reverse order."""
         ctx = self.ctx
         model = ctx.model
-        net = DistributedDataParallel(model, find_unused_parameters=True) if get_world_size() > 1 else model
+        net = self._distributed(model) if get_world_size() > 1 else model
         loader = self._train_loader()
         model.train()
         for epoch in range(ctx.start_epoch, ctx.spec.epochs):

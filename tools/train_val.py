@@ -18,6 +18,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+import torch  # noqa: E402
+
 from engine.batch import allow_tf32  # noqa: E402
 from engine.incremental import IncrementalRun, RunOptions  # noqa: E402
 from utils.config import config_to_yaml, load_config  # noqa: E402
@@ -73,15 +75,21 @@ def prepare_output(output: Path) -> None:
         raise IUMADError(f"output directory is not writable: {output}")
 
 
-def log_peak_memory() -> None:
+def log_peak_memory(device: torch.device) -> None:
     """Log every rank's peak resident memory (MiB) on rank 0, so a run's log shows what each process needed.
 
-    The main process of each rank only: DataLoader worker processes (``dataset.workers`` > 0) come on top.
+    The main process of each rank only: DataLoader worker processes (``dataset.workers`` > 0) come on top. On
+    CUDA, each rank's peak GPU memory allocated by tensors follows.
     """
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    peaks = gather_objects_to_main(peak / (2**20 if sys.platform == "darwin" else 2**10))
-    if peaks is not None:
-        LOGGER.info("peak resident memory per rank: %s MiB (main processes)", ", ".join(f"{p:.0f}" for p in peaks))
+    gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    peaks = gather_objects_to_main((peak / (2**20 if sys.platform == "darwin" else 2**10), gpu))
+    if peaks is None:
+        return
+    text = ", ".join(f"{host:.0f}" for host, _ in peaks)
+    if gpu is not None:
+        text += "; peak GPU memory per rank: " + ", ".join(f"{g:.0f}" for _, g in peaks)
+    LOGGER.info("peak resident memory per rank: %s MiB (main processes)", text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             run.writer = SummaryWriter(str(output / "tensorboard"))
         LOGGER.info("config %s -> output %s on %s", args.config, output, device)
         run.run(options)
-        log_peak_memory()
+        log_peak_memory(device)
         if run.writer is not None:
             run.writer.close()
     except IUMADError as exc:

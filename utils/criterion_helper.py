@@ -31,18 +31,23 @@ DEFAULT_WEIGHTS: dict[str, float] = schema_defaults("criterion.weights")
 
 
 def _class_ids(logits: Tensor, batch: Mapping[str, Any]) -> Tensor:
-    """``batch["class_id"]`` as a ``(B,)`` long tensor on the logits' device, checked against ``K``."""
+    """``batch["class_id"]`` as a ``(B,)`` long tensor on the logits' device, checked against ``K``.
+
+    The range is checked on the tensor as given: pass the labels on the CPU (as the step trainer does), and the
+    check costs no device-to-host sync.
+    """
     if "class_id" not in batch:
         raise ValueError("the batch has no 'class_id', needed by the classification losses")
-    class_id = torch.as_tensor(batch["class_id"], device=logits.device).long().view(-1)
-    if class_id.shape[0] != logits.shape[0]:
-        raise ValueError(f"class_id has {class_id.shape[0]} entries for a batch of {logits.shape[0]}")
-    if class_id.numel() and (class_id.min() < 0 or class_id.max() >= logits.shape[1]):
+    given = torch.as_tensor(batch["class_id"]).long().view(-1)
+    if given.shape[0] != logits.shape[0]:
+        raise ValueError(f"class_id has {given.shape[0]} entries for a batch of {logits.shape[0]}")
+    labels = given.tolist()  # on the CPU: plain Python numbers, no device-to-host sync
+    if labels and (min(labels) < 0 or max(labels) >= logits.shape[1]):
         raise ValueError(
-            f"class_id range [{int(class_id.min())}, {int(class_id.max())}] outside the {logits.shape[1]} classes "
+            f"class_id range [{min(labels)}, {max(labels)}] outside the {logits.shape[1]} classes "
             "of the class heads (call model.grow_classes for new classes)"
         )
-    return class_id
+    return given.to(logits.device, non_blocking=True)
 
 
 def ib_loss(teacher: Tensor, student: Tensor, temperature: float | Tensor) -> Tensor:
@@ -99,7 +104,7 @@ class Criterion:
             if self.weights["ib"]:
                 if "ib_temperature" not in outputs:
                     raise ValueError("outputs have IB logits but no 'ib_temperature'")
-                temperature = float(outputs["ib_temperature"])
+                temperature = outputs["ib_temperature"]  # a 0-d tensor: no device-to-host sync
                 losses["ib"] = ib_loss(outputs["ib_teacher"], outputs["ib_student"], temperature)
             if self.weights["ib_ce"]:
                 teacher = outputs["ib_teacher"]

@@ -87,7 +87,10 @@ def init_distributed() -> torch.device:
     device = select_device()
     if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized():
         timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, 900)))
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timeout)
+        if device.type == "cuda":  # bound to this process's GPU from the start (no guessing in the first collective)
+            dist.init_process_group(backend="nccl", timeout=timeout, device_id=device)
+        else:
+            dist.init_process_group(backend="gloo", timeout=timeout)
     return device
 
 

@@ -19,6 +19,18 @@ from models.mamba.es2d import ES2D
 __all__ = ["ESSMBlock"]
 
 
+
+def depthwise_conv(channels: int, kernel: int) -> nn.Conv2d:
+    """Depthwise ``kernel × kernel`` convolution, padded to keep the size, on ``(B, channels, H, W)``.
+
+    Its weight ``(channels, 1, k, k)`` takes the strides ``(k·k, 1, k, 1)`` its gradient gets from the convolution's
+    backward (the size-1 axis admits both), so DDP's gradient buckets take the gradient without a copy.
+    """
+    conv = nn.Conv2d(channels, channels, kernel, padding=kernel // 2, groups=channels)
+    weight = conv.weight.detach()
+    conv.weight = nn.Parameter(weight.as_strided(weight.shape, (kernel * kernel, 1, kernel, 1)))
+    return conv
+
 class ESSMBlock(nn.Module):
     """Gated ES2D mixer, multi-head self-attention and a depthwise-conv skip on a ``(B, H, W, C)`` grid.
 
@@ -56,7 +68,7 @@ class ESSMBlock(nn.Module):
         self.inner = inner
         self.norm = nn.LayerNorm(dim)
         self.in_proj = nn.Linear(dim, 2 * inner)  # both branches in one matmul: [ssm | gate]
-        self.conv = nn.Conv2d(inner, inner, d_conv, padding=d_conv // 2, groups=inner)
+        self.conv = depthwise_conv(inner, d_conv)
         self.act = nn.SiLU()
         self.ssm = ES2D(
             inner, d_state=d_state, dt_rank=math.ceil(dim / 16) if dt_rank == "auto" else dt_rank, grid_size=grid_size
@@ -65,7 +77,7 @@ class ESSMBlock(nn.Module):
         self.out_proj = nn.Linear(inner, dim)
         self.attn_norm = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, num_heads, dropout=attn_drop, batch_first=True)
-        self.skip_conv = nn.Conv2d(dim, dim, d_conv, padding=d_conv // 2, groups=dim)
+        self.skip_conv = depthwise_conv(dim, d_conv)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the block.

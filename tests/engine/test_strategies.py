@@ -60,7 +60,7 @@ def step_cfg(batch: int, clip: float | None, lr: float = 1e-3) -> dict:
         "seed": 0,
         "dataset": {"batch_size": batch, "eval_batch_size": batch, "workers": 0},
         "trainer": {"lr": lr, "incremental_lr": None, "weight_decay": 0.0, "betas": [0.9, 0.999],
-                    "clip_grad_norm": clip,
+                    "clip_grad_norm": clip, "precision": "fp32",
                     "scheduler": {"type": "constant", "step_size_fraction": 0.8, "step_epochs": None, "gamma": 0.1}},
     }
 
