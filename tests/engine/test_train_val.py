@@ -232,8 +232,7 @@ def test_feature_standardisation_fitted_on_base_step_normals_and_kept(tmp_path, 
     dataset = RGBDDataset(tiny_root, records, {"ball": 0, "box": 1}, 64, model.backbone.input_mean,
                           model.backbone.input_std)
     items = [dataset[i] for i in range(len(dataset))]
-    images, depths = torch.stack([x["image"] for x in items]), torch.stack([x["depth"] for x in items])
-    features = model.extract_features(images, depths)
+    features = model.extract_features({m: torch.stack([x["inputs"][m] for x in items]) for m in ("rgb", "depth")})
     for modality, feature in features.items():
         expected = feature.transpose(0, 1).flatten(1).mean(1)
         torch.testing.assert_close(states[0][f"feature_norm.mean_{modality}"], expected, rtol=1e-4, atol=1e-5)
