@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from engine.evaluator import score_dataset
 from utils.dist import broadcast_object
 
-__all__ = ["DEFAULT_QUANTILE", "normal_score_statistics", "normal_map_statistics", "class_threshold",
+__all__ = ["DEFAULT_QUANTILE", "normal_score_statistics", "normal_map_statistics", "class_threshold", "fit_map_fusion",
            "calibrate_step"]
 
 LOGGER = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def class_threshold(statistics: Mapping[str, Any], quantile: float = DEFAULT_QUA
     return float(np.quantile(np.asarray(scores, dtype=np.float64), quantile))
 
 
-def _fit_map_fusion(model: nn.Module, fitted: Mapping[str, Mapping[str, tuple[float, float]]], new_classes: list[str],
+def fit_map_fusion(model: nn.Module, fitted: Mapping[str, Mapping[str, tuple[float, float]]], new_classes: list[str],
                     classes: list[str], step: int) -> None:
     """Set each new class's map statistics; a class without usable ones falls back to the pooled statistics."""
     for name in new_classes:
@@ -149,13 +149,13 @@ def calibrate_step(
     """
     if held_out is None:
         if model.map_fusion is not None:
-            _fit_map_fusion(model, {}, new_classes, classes, step)
+            fit_map_fusion(model, {}, new_classes, classes, step)
         return {}
     dcfg, precision = cfg["dataset"], cfg["trainer"]["precision"]
     batch, workers = dcfg["eval_batch_size"], dcfg["workers"]
     records = score_dataset(model, held_out, device, batch, precision, workers)  # on rank 0 only
     if model.map_fusion is not None:
-        _fit_map_fusion(model, broadcast_object(normal_map_statistics(records)), new_classes, classes, step)
+        fit_map_fusion(model, broadcast_object(normal_map_statistics(records)), new_classes, classes, step)
         records = score_dataset(model, held_out, device, batch, precision, workers)  # with the fitted fusion
     statistics = broadcast_object(normal_score_statistics(records))
     LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
