@@ -88,7 +88,7 @@ def measure(size: str, images: int, batch_size: int, device_name: str) -> dict:
 
     from datasets.scan_folder import find_scans
     from engine.prediction_report import PredictionReport
-    from engine.predictor import load_scan, load_trained_run, predict_scans, score_batch
+    from engine.predictor import load_scan, load_trained_run, predict_scans, score_batch, stack_inputs
 
     config, side = SIZES[size]
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,8 +108,7 @@ def measure(size: str, images: int, batch_size: int, device_name: str) -> dict:
         start = time.perf_counter()
         for first in range(0, images, batch_size):
             chunk = loaded[first : first + batch_size]
-            depths = torch.stack([c.depth for c in chunk]) if run.uses_depth else None
-            score_batch(run, torch.stack([c.image for c in chunk]), depths)
+            score_batch(run, stack_inputs(chunk))
         model_only = images / (time.perf_counter() - start)
     return {
         "size": size,

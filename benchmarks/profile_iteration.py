@@ -68,10 +68,10 @@ def profile(cfg: dict, iters: int) -> dict[str, float]:
         for iteration in range(iters + 1):
             if iteration == 1:  # the first iteration is a warm-up
                 totals.clear()
-            image, depth = torch.randn(batch, 3, size, size), torch.randn(batch, 3, size, size)
+            inputs = {m: torch.randn(batch, 3, size, size) for m in model.modalities}
             start = time.perf_counter()
             class_ids = torch.arange(batch) % classes  # as in training: labels pick the class adapters, if any
-            outputs = model(image, depth, class_ids=class_ids)
+            outputs = model(inputs, class_ids=class_ids)
             forward_end = time.perf_counter()
             losses = criterion(outputs, {"class_id": class_ids})
             loss_end = time.perf_counter()
@@ -94,7 +94,7 @@ def host_syncs_per_iteration(cfg: dict, iters: int) -> float:
     classes = len(cfg["incremental"]["steps"][0]["classes"])
     torch.manual_seed(0)
     model = build_model(cfg["model"], size, classes).train()
-    samples = [{"image": torch.randn(3, size, size), "depth": torch.randn(3, size, size),
+    samples = [{"inputs": {m: torch.randn(3, size, size) for m in model.modalities},
                 "class_id": torch.tensor(i % classes)} for i in range(batch * iters)]
     cfg = {**cfg, "trainer": {**cfg["trainer"], "save_every_epochs": 0}}
     spec = StepSpec(0, 1, samples, None, False, Path("."), list(range(classes)))

@@ -45,11 +45,12 @@ def extract(model, root: Path, records: list[dict], classes: list[str], size: in
     """Features ``(N, C, h, w)`` of one modality plus per-record ``label``, ``clsname``, ``label_name`` arrays."""
     backbone = model.backbone
     dataset = RGBDDataset(
-        root, records, {c: i for i, c in enumerate(classes)}, size, backbone.input_mean, backbone.input_std
+        root, records, {c: i for i, c in enumerate(classes)}, size, backbone.input_mean, backbone.input_std,
+        model.modalities,
     )
     items = [dataset[i] for i in range(len(dataset))]
-    image, depth = torch.stack([it["image"] for it in items]), torch.stack([it["depth"] for it in items])
-    chunks = [model.extract_features(image[i : i + 32], depth[i : i + 32]) for i in range(0, len(items), 32)]
+    inputs = {m: torch.stack([it["inputs"][m] for it in items]) for m in model.modalities}
+    chunks = [model.extract_features({m: x[i : i + 32] for m, x in inputs.items()}) for i in range(0, len(items), 32)]
     features = torch.cat([chunk[modality] for chunk in chunks])
     return {
         "features": features,

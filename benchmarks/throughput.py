@@ -62,7 +62,7 @@ def measure(variant: str, device_name: str, train_batch: int, infer_batch: int, 
     def train_iter() -> None:
         x = torch.randn(train_batch, 3, 224, 224, device=device)
         with autocast(device, precision):
-            outputs = model(x, x)
+            outputs = model({"rgb": x, "depth": x})
         losses = criterion(float_outputs(outputs), {"class_id": torch.arange(train_batch) % 10})
         optimizer.zero_grad()
         losses["total"].backward()
@@ -72,7 +72,7 @@ def measure(variant: str, device_name: str, train_batch: int, infer_batch: int, 
     def infer_iter() -> None:
         x = torch.randn(infer_batch, 3, 224, 224, device=device)
         with autocast(device, precision):
-            model(x, x)
+            model({"rgb": x, "depth": x})
 
     rates = {}
     passes = (("train", train_iter, train_batch, True), ("infer", infer_iter, infer_batch, False))

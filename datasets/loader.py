@@ -13,9 +13,9 @@ import random
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-__all__ = ["build_loader", "seed_worker"]
+__all__ = ["build_loader", "build_shard_loader", "seed_worker"]
 
 
 def seed_worker(worker_id: int) -> None:
@@ -77,3 +77,21 @@ def build_loader(
         worker_init_fn=seed_worker,
         pin_memory=pin_memory,
     )
+
+
+def build_shard_loader(
+    dataset: Dataset, batch_size: int, workers: int, pin_memory: bool = False
+) -> tuple[DataLoader, list[int]]:
+    """This process's share of ``dataset`` for a pass without training (evaluation, statistics fits), in order.
+
+    Rank ``r`` of ``w`` processes takes the samples ``r, r + w, r + 2w, ...``; nothing is shuffled or dropped,
+    so the shares of all ranks together are every sample exactly once.
+
+    Returns:
+        The loader and the dataset indices of its samples, in the order it yields them.
+    """
+    initialised = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if initialised else (0, 1)
+    indices = list(range(rank, len(dataset), world))
+    loader = build_loader(Subset(dataset, indices), batch_size, workers, shuffle=False, seed=0, pin_memory=pin_memory)
+    return loader, indices

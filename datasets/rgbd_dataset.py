@@ -1,10 +1,12 @@
 """RGB + depth samples for the unified incremental model (DESIGN §4; paper: the two input modalities).
 
-A sample is the RGB image and the depth image built from the organised point cloud
-(:func:`datasets.depth.xyz_to_depth`), both ``(3, S, S)`` and normalised with the backbone's
-preprocessing (``mean``/``std``; ImageNet's by default), plus the ground-truth mask. RGB is resized
-bilinearly; the point cloud and the mask with nearest neighbour (so no depth value is ever
-interpolated across an object edge) before the depth image is built.
+A sample's ``inputs`` hold, per modality the model uses, the RGB image (``"rgb"``) and the depth image
+built from the organised point cloud (``"depth"``, :func:`datasets.depth.xyz_to_depth`), both
+``(3, S, S)`` and normalised with the backbone's preprocessing (``mean``/``std``; ImageNet's by
+default); next to them the ground-truth mask. RGB is resized bilinearly; the point cloud and the mask
+with nearest neighbour (so no depth value is ever interpolated across an object edge) before the depth
+image is built. Without ``"depth"`` among the modalities the point cloud is never read (RGB-only layouts
+have none).
 """
 
 from __future__ import annotations
@@ -65,22 +67,23 @@ def model_inputs(
     mean: Sequence[float],
     std: Sequence[float],
     xyz_path: Path | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The model's two inputs of one sample, as in training: ``(3, S, S)`` RGB and depth images, normalised.
+) -> dict[str, torch.Tensor]:
+    """The model's inputs of one sample, as in training: modality → ``(3, S, S)`` normalised image.
 
-    RGB is resized bilinearly; the cloud with nearest neighbour before the depth image is built.
+    ``"rgb"`` is the image resized bilinearly; ``"depth"`` (only with a cloud) the depth image of the cloud
+    resized with nearest neighbour.
 
     Raises:
         DataError: the cloud has no valid point (named by ``xyz_path``).
     """
-    image = normalize_image(_resize(rgb, image_size, cv2.INTER_LINEAR).astype(np.float32) / 255.0, mean, std)
-    if xyz is None:
-        return image, None
-    try:
-        depth = xyz_to_depth(_resize(xyz, image_size, cv2.INTER_NEAREST))
-    except ValueError as exc:
-        raise DataError(f"{exc}: {xyz_path}") from exc
-    return image, normalize_image(np.repeat(depth[:, :, None], 3, axis=2), mean, std)
+    inputs = {"rgb": normalize_image(_resize(rgb, image_size, cv2.INTER_LINEAR).astype(np.float32) / 255.0, mean, std)}
+    if xyz is not None:
+        try:
+            depth = xyz_to_depth(_resize(xyz, image_size, cv2.INTER_NEAREST))
+        except ValueError as exc:
+            raise DataError(f"{exc}: {xyz_path}") from exc
+        inputs["depth"] = normalize_image(np.repeat(depth[:, :, None], 3, axis=2), mean, std)
+    return inputs
 
 
 class RGBDDataset(Dataset):
@@ -88,18 +91,20 @@ class RGBDDataset(Dataset):
 
     Args:
         root: dataset root the record paths are relative to.
-        records: meta records (``filename``, ``xyzname``, optional ``maskname``, ``label``, ``clsname``).
+        records: meta records (``filename``, ``label``, ``clsname``, optional ``maskname``; ``xyzname`` when
+            ``modalities`` include depth).
         class_ids: class name → classifier index, for the classes of this step (or seen so far);
             records of other classes are dropped.
         image_size: output side ``S``.
         mean: per-channel mean of the input normalisation (the backbone's ``input_mean``), [0, 1] units.
         std: per-channel std of the input normalisation (the backbone's ``input_std``).
+        modalities: the model's modalities; the point cloud is read only with ``"depth"``.
 
     Raises:
         DataError: a class of ``class_ids`` has no record; a record lacks a key.
 
-    Each item is a dict: ``image`` float32 ``(3, S, S)``, ``depth`` float32 ``(3, S, S)``,
-    ``mask`` float32 ``(1, S, S)`` in {0, 1}, ``label`` int, ``clsname`` str, ``class_id`` int,
+    Each item is a dict: ``inputs`` modality → float32 ``(3, S, S)`` (always ``"rgb"``, ``"depth"`` with
+    depth), ``mask`` float32 ``(1, S, S)`` in {0, 1}, ``label`` int, ``clsname`` str, ``class_id`` int,
     ``filename`` str (relative rgb path).
     """
 
@@ -111,6 +116,7 @@ class RGBDDataset(Dataset):
         image_size: int,
         mean: Sequence[float] = tuple(IMAGENET_MEAN),
         std: Sequence[float] = tuple(IMAGENET_STD),
+        modalities: Sequence[str] = ("rgb", "depth"),
     ) -> None:
         if image_size <= 0:
             raise ValueError(f"image_size must be positive, got {image_size}")
@@ -118,10 +124,13 @@ class RGBDDataset(Dataset):
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         self.image_size = int(image_size)
         self.class_ids = dict(class_ids)
+        self.uses_depth = "depth" in modalities
+        needed = (*SAMPLE_KEYS, "xyzname") if self.uses_depth else SAMPLE_KEYS
         for number, record in enumerate(records):
-            for key in SAMPLE_KEYS:
+            for key in needed:
                 if key not in record:
-                    raise DataError(f"meta record {number} lacks key '{key}': {dict(record)}")
+                    why = " (the depth modality reads the point cloud)" if key == "xyzname" else ""
+                    raise DataError(f"meta record {number} lacks key '{key}'{why}: {dict(record)}")
         self.records = [dict(r) for r in records if r["clsname"] in self.class_ids]
         present = {r["clsname"] for r in self.records}
         absent = sorted(set(self.class_ids) - present)
@@ -133,7 +142,8 @@ class RGBDDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
-        rgb_path, xyz_path = self.root / record["filename"], self.root / record["xyzname"]
+        rgb_path = self.root / record["filename"]
+        xyz_path = self.root / record["xyzname"] if self.uses_depth else None
         rgb, xyz = read_rgbd_pair(rgb_path, xyz_path)
         mask_name = record.get("maskname")
         if mask_name:
@@ -146,10 +156,8 @@ class RGBDDataset(Dataset):
             mask = _resize(mask.astype(np.uint8), self.image_size, cv2.INTER_NEAREST)
         else:
             mask = np.zeros((self.image_size, self.image_size), dtype=np.uint8)
-        image, depth = model_inputs(rgb, xyz, self.image_size, self.mean, self.std, xyz_path)
         return {
-            "image": image,
-            "depth": depth,
+            "inputs": model_inputs(rgb, xyz, self.image_size, self.mean, self.std, xyz_path),
             "mask": torch.from_numpy(mask[None].astype(np.float32)),
             "label": int(record["label"]),
             "clsname": record["clsname"],

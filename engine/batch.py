@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["autocast", "batch_to_device", "float_outputs", "forward_batch", "allow_tf32"]
+__all__ = ["autocast", "batch_to_device", "batch_inputs", "float_outputs", "forward_batch", "allow_tf32"]
 
 
 def autocast(device: torch.device, precision: str):
@@ -49,6 +49,11 @@ def batch_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, An
     return moved
 
 
+def batch_inputs(batch: dict[str, Any], device: torch.device) -> dict[str, Tensor]:
+    """The model's inputs of a loader's batch (``batch["inputs"]``, modality → ``(B, 3, S, S)``) on ``device``."""
+    return {m: x.to(device, non_blocking=True) for m, x in batch["inputs"].items()}
+
+
 def forward_batch(
     model: nn.Module, batch: dict[str, Any], device: torch.device, uses_cache: bool, precision: str = "fp32"
 ) -> dict[str, Tensor]:
@@ -56,14 +61,14 @@ def forward_batch(
 
     Args:
         model: the model or its DDP wrapper.
-        batch: ``image``, ``depth`` ``(B, 3, S, S)``, ``class_id`` ``(B,)`` and, with ``uses_cache``, ``features``
-            (modality → ``(B, C, h, w)`` cached backbone features).
+        batch: ``inputs`` (modality → ``(B, 3, S, S)``), ``class_id`` ``(B,)`` and, with ``uses_cache``,
+            ``features`` (modality → ``(B, C, h, w)`` cached backbone features).
         device: where the model is.
         uses_cache: whether the batch carries cached features (the backbone is skipped).
         precision: ``fp32`` or ``bf16`` (autocast); the outputs come back in float32 either way.
     """
-    batch = batch_to_device({k: batch[k] for k in ("image", "depth", "class_id", "features") if k in batch}, device)
+    batch = batch_to_device({k: batch[k] for k in ("inputs", "class_id", "features") if k in batch}, device)
     features = batch["features"] if uses_cache else None
     with autocast(device, precision):
-        outputs = model(batch["image"], batch["depth"], features=features, class_ids=batch["class_id"])
+        outputs = model(batch["inputs"], features=features, class_ids=batch["class_id"])
     return float_outputs(outputs)

@@ -7,18 +7,30 @@ input anomalous when its image score exceeds its predicted class's threshold, by
 ``DEFAULT_QUANTILE`` quantile of that class's held-out normal scores (:func:`class_threshold`): on
 normals like the held-out ones that flags about ``1 - quantile`` of the parts (the false-alarm
 rate), up to the sampling error of the few held-out images (with ``n`` of them, the highest score
-already sits near the ``n / (n + 1)`` quantile).
+already sits near the ``n / (n + 1)`` quantile). :func:`calibrate_step` does both fits of a step: the
+fused map's statistics (``model.map_fusion: normal_zmax``), then the stored scores.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
 
-__all__ = ["DEFAULT_QUANTILE", "normal_score_statistics", "normal_map_statistics", "class_threshold"]
+from engine.evaluator import score_dataset
+from utils.dist import broadcast_object
+
+__all__ = ["DEFAULT_QUANTILE", "normal_score_statistics", "normal_map_statistics", "class_threshold", "fit_map_fusion",
+           "calibrate_step"]
+
+LOGGER = logging.getLogger(__name__)
 
 DEFAULT_QUANTILE = 0.99
 
@@ -97,3 +109,54 @@ def class_threshold(statistics: Mapping[str, Any], quantile: float = DEFAULT_QUA
     if not scores:
         raise ValueError("no held-out normal score stored for this class")
     return float(np.quantile(np.asarray(scores, dtype=np.float64), quantile))
+
+
+def fit_map_fusion(model: nn.Module, fitted: Mapping[str, Mapping[str, tuple[float, float]]], new_classes: list[str],
+                    classes: list[str], step: int) -> None:
+    """Set each new class's map statistics; a class without usable ones falls back to the pooled statistics."""
+    for name in new_classes:
+        statistics = fitted.get(name)
+        usable = statistics is not None and all(
+            math.isfinite(mean) and math.isfinite(std) and std > 0 for mean, std in statistics.values()
+        )
+        if usable:
+            model.map_fusion.set_statistics(classes.index(name), statistics)
+        else:
+            LOGGER.warning(
+                "step %d: class %s has no usable held-out normal maps (%s); its fused map uses the statistics "
+                "pooled over the other classes", step, name,
+                "none held out" if statistics is None else f"mean, std {statistics}",
+            )
+
+
+def calibrate_step(
+    model: nn.Module, held_out: Dataset | None, new_classes: list[str], classes: list[str], step: int, cfg: dict,
+    device: torch.device,
+) -> dict[str, dict[str, Any]]:
+    """At the end of a step: fit the fused map's statistics (with ``normal_zmax``), then score the held-out normals.
+
+    Args:
+        model: the trained (unwrapped) model.
+        held_out: the step's held-out training normals, or ``None`` when no class kept one back.
+        new_classes: the classes the step learned.
+        classes: every class seen so far, in class-index order.
+        step: the step index (for messages).
+        cfg: the resolved config (batch size, precision, workers).
+        device: this process's device.
+
+    Returns:
+        :func:`normal_score_statistics` of the held-out normals, on every rank (empty without any).
+    """
+    if held_out is None:
+        if model.map_fusion is not None:
+            fit_map_fusion(model, {}, new_classes, classes, step)
+        return {}
+    dcfg, precision = cfg["dataset"], cfg["trainer"]["precision"]
+    batch, workers = dcfg["eval_batch_size"], dcfg["workers"]
+    records = score_dataset(model, held_out, device, batch, precision, workers)  # on rank 0 only
+    if model.map_fusion is not None:
+        fit_map_fusion(model, broadcast_object(normal_map_statistics(records)), new_classes, classes, step)
+        records = score_dataset(model, held_out, device, batch, precision, workers)  # with the fitted fusion
+    statistics = broadcast_object(normal_score_statistics(records))
+    LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
+    return statistics

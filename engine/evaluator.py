@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from datasets import RGBDDataset, build_loader
-from engine.batch import autocast
-from utils.dist import broadcast_object, gather_objects_to_main, get_rank, get_world_size, is_main_process
+from datasets import RGBDDataset, build_shard_loader
+from engine.batch import autocast, batch_inputs
+from utils.dist import broadcast_object, gather_objects_to_main, is_main_process
 from utils.metrics import aupro, image_auroc, pixel_auroc
 from utils.vis import denormalize_image, save_anomaly_figure
 
@@ -47,20 +47,17 @@ def score_dataset(
     (``""`` fused, ``"rgb."``, ``"depth."``): ``p + "score"`` float and ``p + "map"`` (H, W) float16; with class
     adapters also ``routed_right`` (the router chose the image's own class).
     """
-    rank, world = get_rank(), get_world_size()
-    indices = list(range(rank, len(dataset), world))
-    loader = build_loader(Subset(dataset, indices), batch_size, workers, shuffle=False, seed=0,
-                          pin_memory=device.type == "cuda")
+    loader, indices = build_shard_loader(dataset, batch_size, workers, pin_memory=device.type == "cuda")
     model.eval()
     records: list[dict[str, Any]] = []
     position = 0
     for batch in tqdm(loader, desc="evaluating", leave=False, disable=not is_main_process()):
         with autocast(device, precision):
-            out = model(batch["image"].to(device), batch["depth"].to(device))
+            out = model(batch_inputs(batch, device))
         prefixes = {"": ""} | {f"{m}.": f"_{m}" for m in ("rgb", "depth") if f"anomaly_map_{m}" in out}
         wanted = [f"{kind}{suffix}" for suffix in prefixes.values() for kind in ("image_score", "anomaly_map")]
         out = {k: out[k].float().cpu() for k in wanted} | ({"route": out["route"].cpu()} if "route" in out else {})
-        for i in range(batch["image"].shape[0]):
+        for i in range(len(batch["label"])):
             record = {
                 "index": indices[position],
                 "clsname": batch["clsname"][i],
@@ -121,8 +118,8 @@ def _save_figures(
             name = Path(sample["filename"]).with_suffix("").as_posix().replace("/", "_")
             save_anomaly_figure(
                 vis_dir / f"{name}.png",
-                rgb=denormalize_image(sample["image"], dataset.mean, dataset.std),
-                depth=sample["depth"][0].numpy(),
+                rgb=denormalize_image(sample["inputs"]["rgb"], dataset.mean, dataset.std),
+                depth=sample["inputs"]["depth"][0].numpy() if "depth" in sample["inputs"] else None,
                 gt=record["mask"],
                 amap=record["map"].astype(np.float32),
                 title=f"{clsname} label={record['label']} score={record['score']:.3f}",

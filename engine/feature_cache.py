@@ -22,13 +22,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from engine.batch import batch_inputs
 from utils.dist import barrier, broadcast_object, get_rank, get_world_size, local_world_size
 
 __all__ = ["CachedFeatureDataset", "build_feature_cache", "cache_key"]
 
 LOGGER = logging.getLogger(__name__)
 
-_KEEP = ("image", "depth", "class_id", "label")
 
 
 class CachedFeatureDataset(Dataset):
@@ -68,23 +68,28 @@ def cache_key(
 
 def _estimate_gib(model: torch.nn.Module, sample: dict[str, Any], image_size: int, count: int, device) -> float:
     with torch.no_grad():
-        image = sample["image"][None].to(device)
-        depth = sample["depth"][None].to(device)
-        feats = model.extract_features(image, depth)
-    per_sample = sum(f.numel() for f in feats.values()) + 2 * 3 * image_size * image_size
+        inputs = {m: x[None].to(device) for m, x in sample["inputs"].items()}
+        feats = model.extract_features(inputs)
+    per_sample = sum(f.numel() for f in feats.values()) + len(inputs) * 3 * image_size * image_size
     return per_sample * 4 * count / 2**30
 
 
-def _entry(sample: dict[str, Any], feats: dict[str, torch.Tensor], i: int) -> dict[str, Any]:
-    return {**{name: sample[name][i] for name in _KEEP}, "features": {m: f[i].cpu().clone() for m, f in feats.items()}}
+def _entry(batch: dict[str, Any], feats: dict[str, torch.Tensor], i: int) -> dict[str, Any]:
+    """Sample ``i`` of a batch with its features: the inputs (the conditioner reads them), labels, features."""
+    return {
+        "inputs": {m: x[i] for m, x in batch["inputs"].items()},
+        "class_id": batch["class_id"][i],
+        "label": batch["label"][i],
+        "features": {m: f[i].cpu().clone() for m, f in feats.items()},
+    }
 
 
 def _memory_cache(model, dataset, device, batch_size: int, workers: int, show_progress: bool) -> CachedFeatureDataset:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     samples: list[dict[str, Any]] = []
     for batch in tqdm(loader, desc="caching backbone features", leave=False, disable=not show_progress):
-        feats = model.extract_features(batch["image"].to(device), batch["depth"].to(device))
-        samples.extend(_entry(batch, feats, i) for i in range(batch["image"].shape[0]))
+        feats = model.extract_features(batch_inputs(batch, device))
+        samples.extend(_entry(batch, feats, i) for i in range(len(batch["label"])))
     return CachedFeatureDataset(samples=samples)
 
 
@@ -98,8 +103,8 @@ def _write_missing(model, dataset, paths: dict[int, Path], device, batch_size: i
     loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, shuffle=False, num_workers=workers)
     position = 0
     for batch in tqdm(loader, desc="caching backbone features", leave=False, disable=not show_progress):
-        feats = model.extract_features(batch["image"].to(device), batch["depth"].to(device))
-        for i in range(batch["image"].shape[0]):
+        feats = model.extract_features(batch_inputs(batch, device))
+        for i in range(len(batch["label"])):
             path = paths[todo[position]]
             tmp = path.with_suffix(f".{get_rank()}.{os.getpid()}.tmp")  # unique across the processes of every node
             torch.save(_entry(batch, feats, i), tmp)
@@ -138,7 +143,7 @@ def build_feature_cache(
     """
     if mode == "auto":
         copies = local_world_size()
-        size = _estimate_gib(model, dataset[0], dataset[0]["image"].shape[-1], len(dataset), device) * copies
+        size = _estimate_gib(model, dataset[0], dataset[0]["inputs"]["rgb"].shape[-1], len(dataset), device) * copies
         mode = broadcast_object("memory" if size <= max_gib else "disk")  # one choice for every rank (barrier below)
         LOGGER.info("feature cache: %.2f GiB estimated (%d process(es) on this machine) -> %s", size, copies, mode)
     if mode == "memory":

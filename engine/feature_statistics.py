@@ -14,25 +14,21 @@ import logging
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
-from datasets import build_loader
-from utils.dist import get_rank, get_world_size
+from datasets import build_shard_loader
+from engine.batch import batch_inputs
+from utils.dist import get_world_size
 
 __all__ = ["fit_feature_standardizer", "fit_class_prototypes"]
 
 LOGGER = logging.getLogger(__name__)
 
 
-def _shard_loader(dataset: Dataset, batch_size: int):
-    rank, world = get_rank(), get_world_size()
-    return build_loader(Subset(dataset, list(range(rank, len(dataset), world))), batch_size, 0, False, seed=0)
-
-
 def _raw_features(model: nn.Module, batch: dict, device: torch.device, uses_cache: bool) -> dict[str, torch.Tensor]:
     if uses_cache:
         return {m: f.to(device) for m, f in batch["features"].items()}
-    return model.extract_features(batch["image"].to(device), batch["depth"].to(device))
+    return model.extract_features(batch_inputs(batch, device))
 
 
 @torch.no_grad()
@@ -54,7 +50,7 @@ def fit_feature_standardizer(
     if standardizer is None or bool(standardizer.fitted):
         return
     world = get_world_size()
-    loader = _shard_loader(dataset, batch_size)
+    loader, _ = build_shard_loader(dataset, batch_size, workers=0)
     # Zeros of the right size on every rank, so ranks with an empty shard still take part in the all-reduce.
     sums = {m: torch.zeros(standardizer.channels, dtype=torch.float64, device=device) for m in standardizer.modalities}
     squares = {m: torch.zeros_like(sums[m]) for m in standardizer.modalities}
@@ -102,7 +98,7 @@ def fit_class_prototypes(
     sums = torch.zeros(len(class_indices), channels, dtype=torch.float64, device=device)
     counts = torch.zeros(len(class_indices), dtype=torch.float64, device=device)
     position = {index: row for row, index in enumerate(class_indices)}
-    for batch in _shard_loader(dataset, batch_size):
+    for batch in build_shard_loader(dataset, batch_size, workers=0)[0]:
         features = _raw_features(model, batch, device, uses_cache)
         if model.feature_norm is not None:
             features = {m: model.feature_norm(m, features[m]) for m in model.modalities}

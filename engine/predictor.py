@@ -29,6 +29,7 @@ from engine.batch import autocast
 from engine.calibration import class_threshold
 from engine.checkpoint import architecture_fingerprint, load_checkpoint
 from engine.prediction_report import PredictionReport
+from engine.run_folder import RunFolder
 from models.classifier import GrowingClassifier
 from models.ib_iumad import IBIUMAD
 from models.model_helper import build_model
@@ -38,7 +39,7 @@ from utils.vis import prediction_overlay
 
 __all__ = [
     "TrainedRun", "LoadedScan", "load_trained_run", "check_thresholds", "load_scan", "score_batch", "decide",
-    "predict_scans",
+    "predict_scans", "stack_inputs",
 ]
 
 
@@ -79,16 +80,16 @@ def _offline_model_cfg(model_cfg: dict) -> dict:
     return model_cfg
 
 
-def _step_to_load(run_dir: Path, cfg: dict, step: int | None) -> int:
-    count = len(cfg["incremental"]["steps"])
-    finished = [k for k in range(count) if (run_dir / f"step_{k}" / "ckpt.pth").is_file()]
+def _step_to_load(folder: RunFolder, step: int | None) -> int:
+    finished = folder.checkpointed_steps()
     if step is None:
         if not finished:
-            raise CheckpointError(f"{run_dir} holds no finished step (no step_K/ckpt.pth); train it first")
+            raise CheckpointError(f"{folder.output} holds no finished step (no step_K/ckpt.pth); train it first")
         return finished[-1]
     if step not in finished:
-        raise CheckpointError(f"--step {step}: {run_dir / f'step_{step}' / 'ckpt.pth'} does not exist "
-                              f"(finished steps: {finished or 'none'})")
+        raise CheckpointError(
+            f"--step {step}: {folder.ckpt(step)} does not exist (finished steps: {finished or 'none'})"
+        )
     return step
 
 
@@ -106,8 +107,9 @@ def load_trained_run(run_dir: str | Path, step: int | None, device: torch.device
     if not config_path.is_file():
         raise ConfigError(f"{run_dir} is not a run folder of tools/train_val.py (it has no config.yaml)")
     cfg = load_config(config_path)
-    step = _step_to_load(run_dir, cfg, step)
-    checkpoint = run_dir / f"step_{step}" / "ckpt.pth"
+    folder = RunFolder(run_dir, len(cfg["incremental"]["steps"]))
+    step = _step_to_load(folder, step)
+    checkpoint = folder.ckpt(step)
     payload = load_checkpoint(checkpoint, architecture_fingerprint(cfg))
     state = payload["state"]
     base_classes = len(cfg["incremental"]["steps"][0]["classes"])
@@ -122,21 +124,20 @@ def load_trained_run(run_dir: str | Path, step: int | None, device: torch.device
 def _class_probabilities(outputs: dict[str, torch.Tensor], modalities: list[str]) -> torch.Tensor | None:
     """``(B, K)`` class probabilities of the model's class heads, or None when it has none."""
     heads = [outputs[f"logits_{m}"] for m in modalities if f"logits_{m}" in outputs]
-    if not heads and "ib_teacher" in outputs:
-        heads = [outputs["ib_teacher"]]
+    if not heads:  # the fusion module's class heads (IB fusion's teacher)
+        heads = list(outputs.get("class_logits", {}).values())
     if not heads:
         return None
     return torch.stack([h.float().softmax(dim=1) for h in heads]).mean(dim=0)
 
 
 @torch.no_grad()
-def score_batch(run: TrainedRun, images: torch.Tensor, depths: torch.Tensor | None) -> dict[str, np.ndarray]:
+def score_batch(run: TrainedRun, inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     """Score one batch.
 
     Args:
         run: the loaded run.
-        images: ``(B, 3, S, S)`` normalised RGB images.
-        depths: ``(B, 3, S, S)`` normalised depth images, or ``None`` for a model without depth.
+        inputs: modality → ``(B, 3, S, S)`` normalised images of the model's modalities.
 
     Returns:
         ``"map"`` ``(B, S, S)`` float32 fused anomaly maps, ``"score"`` ``(B,)`` image scores, ``"score_<m>"``
@@ -145,7 +146,7 @@ def score_batch(run: TrainedRun, images: torch.Tensor, depths: torch.Tensor | No
     """
     device = next(run.model.parameters()).device
     with autocast(device, run.cfg["trainer"]["precision"]):
-        outputs = run.model(images.to(device), None if depths is None else depths.to(device))
+        outputs = run.model({m: x.to(device) for m, x in inputs.items()})
     scores = {
         "map": outputs["anomaly_map"][:, 0].float().cpu().numpy(),
         "score": outputs["image_score"].float().cpu().numpy(),
@@ -210,8 +211,7 @@ class LoadedScan:
 
     scan: ScanInput
     rgb: np.ndarray  # (H, W, 3) uint8 at the input's resolution
-    image: torch.Tensor  # (3, S, S)
-    depth: torch.Tensor | None  # (3, S, S)
+    inputs: dict[str, torch.Tensor]  # modality → (3, S, S), the model's modalities
 
 
 def load_scan(run: TrainedRun, scan: ScanInput) -> LoadedScan:
@@ -221,15 +221,19 @@ def load_scan(run: TrainedRun, scan: ScanInput) -> LoadedScan:
                         f"or {scan.rgb.stem}.tiff beside the image")
     rgb, xyz = read_rgbd_pair(scan.rgb, scan.xyz if run.uses_depth else None)
     backbone = run.model.backbone
-    image, depth = model_inputs(rgb, xyz, run.model.image_size, backbone.input_mean, backbone.input_std, scan.xyz)
-    return LoadedScan(scan, rgb, image, depth)
+    inputs = model_inputs(rgb, xyz, run.model.image_size, backbone.input_mean, backbone.input_std, scan.xyz)
+    return LoadedScan(scan, rgb, inputs)
+
+
+def stack_inputs(batch: list[LoadedScan]) -> dict[str, torch.Tensor]:
+    """The inputs of loaded scans as one batch: modality → ``(B, 3, S, S)``."""
+    return {m: torch.stack([item.inputs[m] for item in batch]) for m in batch[0].inputs}
 
 
 def _predict_batch(run: TrainedRun, batch: list[LoadedScan], report: PredictionReport, threshold: float | None,
                    quantile: float) -> int:
     """Score, decide and record a batch; returns how many were anomalous."""
-    depths = torch.stack([b.depth for b in batch]) if run.uses_depth else None
-    scores = score_batch(run, torch.stack([b.image for b in batch]), depths)
+    scores = score_batch(run, stack_inputs(batch))
     mean, std = run.model.backbone.input_mean[0], run.model.backbone.input_std[0]
     anomalous = 0
     for i, item in enumerate(batch):
@@ -239,7 +243,7 @@ def _predict_batch(run: TrainedRun, batch: list[LoadedScan], report: PredictionR
         anomalous += decision == "anomalous"
         height, width = item.rgb.shape[:2]
         amap = cv2.resize(scores["map"][i], (width, height), interpolation=cv2.INTER_LINEAR)
-        depth = None if item.depth is None else item.depth[0].numpy() * std + mean
+        depth = item.inputs["depth"][0].numpy() * std + mean if "depth" in item.inputs else None
         label = f"{decision} {score:.3g} / {limit:.3g} {clsname or ''}"  # score / threshold
         vmax = 2 * limit if limit > 0 else float(max(amap.max(), 1e-6))
         row = {"class": clsname or "", "score": score, "threshold": limit, "decision": decision}

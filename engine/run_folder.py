@@ -51,6 +51,10 @@ class RunFolder:
         """Checkpoint and evaluation of ``step`` are both there."""
         return self.ckpt(step).is_file() and self.metrics(step).is_file()
 
+    def checkpointed_steps(self) -> list[int]:
+        """The steps whose checkpoint is there, in order (what ``--evaluate`` and ``tools/predict.py`` may load)."""
+        return [k for k in range(self.num_steps) if self.ckpt(k).is_file()]
+
     def last_contiguous_step(self) -> int:
         """Highest k with the records of steps 0..k all present (``--step K`` may sit inside a longer run)."""
         last = -1

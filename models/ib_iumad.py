@@ -1,13 +1,13 @@
 """The IB-IUMAD network (Algorithm 1 of the paper, one forward pass).
 
-``image``/``depth`` → frozen backbone + neck (MFEN, shared by both modalities) → clean features
+``inputs`` (modality → image) → frozen backbone + neck (MFEN, shared by both modalities) → clean features
 ``F_m`` (optionally standardised per channel with training-normal statistics, :mod:`models.feature_norm`)
 → feature jitter (training only) → ``A_m`` → one reconstruction transformer per modality (MRN),
 conditioned on the Mamba decoder's (or ViT's) per-layer features ``M_m^l`` → ``R_m`` → fusion
 (IBFM or naive aggregation) → ``F^g`` → discriminator → anomaly maps and image scores.
 
 The frozen part is split out as :meth:`IBIUMAD.extract_features` so a trainer may cache it;
-``forward(image, depth) == forward_from_features(extract_features(image, depth), image, depth)``.
+``forward(inputs) == forward_from_features(extract_features(inputs), inputs)``.
 """
 
 from __future__ import annotations
@@ -123,40 +123,37 @@ class IBIUMAD(nn.Module):
                 module.grow(num_classes)
         self._num_classes = int(num_classes)
 
-    def _inputs(self, image: Tensor | None, depth: Tensor | None) -> dict[str, Tensor]:
-        """Images of the used modalities, validated: modality → ``(B, 3, S, S)``."""
-        given = {"rgb": image, "depth": depth}
-        inputs = {}
+    def _inputs(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The images of the used modalities, validated: modality → ``(B, 3, S, S)``; other entries are ignored."""
+        checked = {}
         for modality in self.modalities:
-            tensor = given[modality]
+            tensor = inputs.get(modality)
             if tensor is None:
-                raise ValueError(f"the model uses modality '{modality}' but its input is None")
+                raise ValueError(f"the model uses modality '{modality}' but the inputs have {sorted(inputs)}")
             if tensor.dim() != 4 or tuple(tensor.shape[1:]) != (3, self.image_size, self.image_size):
                 raise ValueError(
                     f"{modality} input: expected (B, 3, {self.image_size}, {self.image_size}), "
                     f"got {tuple(tensor.shape)}"
                 )
-            inputs[modality] = tensor
-        return inputs
+            checked[modality] = tensor
+        return checked
 
     @torch.no_grad()
-    def extract_features(self, image: Tensor | None, depth: Tensor | None) -> dict[str, Tensor]:
+    def extract_features(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Raw features of the frozen part (backbone + neck), without gradients (before ``feature_norm``).
 
         Args:
-            image: ``(B, 3, S, S)`` RGB image or ``None`` when RGB is not used.
-            depth: ``(B, 3, S, S)`` depth image or ``None`` when depth is not used.
+            inputs: modality → ``(B, 3, S, S)`` image, for every modality of the model (others are ignored).
 
         Returns:
             modality → ``(B, C, h, w)``.
         """
-        return {m: self.neck(self.backbone(x)) for m, x in self._inputs(image, depth).items()}
+        return {m: self.neck(self.backbone(x)) for m, x in self._inputs(inputs).items()}
 
     def forward_from_features(
         self,
         features: Mapping[str, Tensor],
-        image: Tensor | None,
-        depth: Tensor | None,
+        inputs: Mapping[str, Tensor],
         class_ids: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Everything after the frozen part.
@@ -164,14 +161,13 @@ class IBIUMAD(nn.Module):
         Args:
             features: modality → raw ``(B, C, h, w)`` features from :meth:`extract_features`; standardised here
                 when the model has a ``feature_norm``.
-            image: ``(B, 3, S, S)`` RGB image (input of the conditioner) or ``None``.
-            depth: ``(B, 3, S, S)`` depth image or ``None``.
+            inputs: modality → ``(B, 3, S, S)`` image (the conditioner's input).
             class_ids: ``(B,)`` labels choosing the class adapters (training); ``None``: the router chooses.
 
         Returns:
             See :meth:`forward`.
         """
-        images = self._inputs(image, depth)
+        images = self._inputs(inputs)
         missing = [m for m in self.modalities if m not in features]
         if missing:
             raise ValueError(f"features lack modalities {missing}")
@@ -215,17 +211,16 @@ class IBIUMAD(nn.Module):
 
     def forward(
         self,
-        image: Tensor | None,
-        depth: Tensor | None,
+        inputs: Mapping[str, Tensor],
         features: Mapping[str, Tensor] | None = None,
         class_ids: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Full forward pass (or everything after the frozen part when ``features`` are given).
 
         Args:
-            image: ``(B, 3, S, S)`` RGB image normalised with the backbone's ``input_mean``/``input_std``, or ``None``.
-            depth: ``(B, 3, S, S)`` depth image, or ``None`` when depth is not used. A modality that is
-                not in ``modalities`` is ignored.
+            inputs: modality → ``(B, 3, S, S)`` image normalised with the backbone's ``input_mean``/``input_std``
+                (``"rgb"``: the colour image, ``"depth"``: the depth image of :mod:`datasets.depth`); every
+                modality of ``modalities`` must be there, others are ignored.
             features: cached :meth:`extract_features` output; skips the backbone (used by the trainer's
                 feature cache, and through DDP's wrapper, which only calls ``forward``).
             class_ids: ``(B,)`` labels choosing the class adapters (training with class adapters), or ``None``.
@@ -239,5 +234,5 @@ class IBIUMAD(nn.Module):
             and scores in eval mode only); ``"route"`` ``(B,)`` the class adapters used (with class adapters).
         """
         if features is None:
-            features = self.extract_features(image, depth)
-        return self.forward_from_features(features, image, depth, class_ids)
+            features = self.extract_features(inputs)
+        return self.forward_from_features(features, inputs, class_ids)

@@ -22,7 +22,7 @@ from models.class_adapters import PrototypeRouter
 from models.feature_norm import FeatureStandardizer
 from models.ib_iumad import IBIUMAD, check_modalities
 from models.map_fusion import NormalMapFusion
-from utils.config import SCHEMA, schema_choices, schema_defaults
+from utils.config import validate_section
 from utils.errors import ConfigError
 
 __all__ = ["build_model", "REGISTRY"]
@@ -42,10 +42,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "models.discriminator.Discriminator": ("models.discriminator", "Discriminator"),
 }
 
-_MODEL_KEYS = set(SCHEMA["model"])
-_MODEL_DEFAULTS = schema_defaults("model")
 _ENTRY_KEYS = {"name", "type", "kwargs", "prev", "frozen"}
-_JITTER_DEFAULTS = schema_defaults("model.jitter")
 # Roles with a fixed entry name; the conditioner and the fusion are the entries named by the switches.
 _FIXED_ROLES = ("backbone", "neck", "reconstruction", "discriminator")
 _SWITCH_TYPES = {
@@ -169,47 +166,17 @@ def _modalities(value: Any) -> list[str]:
         raise ConfigError(f"model.modalities: {err}") from None
 
 
-def _jitter(value: Any) -> dict[str, float]:
-    """Validate ``model.jitter`` (missing keys take UniAD's defaults)."""
-    value = value or {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"model.jitter must be a mapping with keys {sorted(_JITTER_DEFAULTS)}")
-    unknown = sorted(set(value) - set(_JITTER_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"model.jitter: unknown keys {unknown}; valid: {sorted(_JITTER_DEFAULTS)}")
-    try:
-        jitter = {k: float(v) for k, v in {**_JITTER_DEFAULTS, **value}.items()}
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"model.jitter: scale and prob must be numbers, got {dict(value)}") from err
-    if jitter["scale"] < 0 or not 0 <= jitter["prob"] <= 1:
-        raise ConfigError(f"model.jitter: need scale >= 0 and 0 <= prob <= 1, got {dict(value)}")
-    return jitter
-
-
-def _choice(model_cfg: Mapping[str, Any], key: str) -> str:
-    """A string switch of the ``model`` section, its schema default when absent, checked against its choices."""
-    value = model_cfg.get(key, _MODEL_DEFAULTS[key])
-    choices = schema_choices(f"model.{key}")
-    if value not in choices:
-        raise ConfigError(f"model.{key}: '{value}' is not one of {list(choices)}")
-    return value
-
-
 def _switches(model_cfg: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The validated switches of the ``model`` section (modalities, condition, fusion, jitter, norm, adapters)."""
-    switches = {
-        "modalities": _modalities(model_cfg.get("modalities")),
-        "condition": _select(entries, "condition", model_cfg.get("condition", "none"), allow_none=True),
-        "fusion": _select(entries, "fusion", model_cfg.get("fusion"), allow_none=False),
-        "jitter": _jitter(model_cfg.get("jitter")),
-        "feature_norm": _choice(model_cfg, "feature_norm"),
-        "adapter_rank": model_cfg.get("class_adapter_rank", _MODEL_DEFAULTS["class_adapter_rank"]),
-        "map_fusion": _choice(model_cfg, "map_fusion"),
+    """The switches of the (schema-checked) ``model`` section, with the entries the names select checked too."""
+    return {
+        "modalities": _modalities(model_cfg["modalities"]),
+        "condition": _select(entries, "condition", model_cfg["condition"], allow_none=True),
+        "fusion": _select(entries, "fusion", model_cfg["fusion"], allow_none=False),
+        "jitter": model_cfg["jitter"],
+        "feature_norm": model_cfg["feature_norm"],
+        "adapter_rank": model_cfg["class_adapter_rank"],
+        "map_fusion": model_cfg["map_fusion"],
     }
-    rank = switches["adapter_rank"]
-    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
-        raise ConfigError(f"model.class_adapter_rank: expected an integer >= 0, got {rank!r}")
-    return switches
 
 
 def _build_frozen_part(entries: Mapping[str, Mapping[str, Any]], image_size: int) -> tuple[nn.Module, nn.Module]:
@@ -289,16 +256,13 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
         The model; the backbone is frozen and in eval mode.
 
     Raises:
-        ConfigError: unknown keys, types, switch values, kwargs; inconsistent wiring or sizes.
+        ConfigError: unknown keys, types, switch values, kwargs (the schema's checks, :mod:`utils.config`);
+            inconsistent wiring or sizes.
     """
-    if not isinstance(model_cfg, Mapping):
-        raise ConfigError("the model config must be a mapping")
-    unknown = sorted(set(model_cfg) - _MODEL_KEYS)
-    if unknown:
-        raise ConfigError(f"model: unknown keys {unknown}; valid: {sorted(_MODEL_KEYS)}")
+    model_cfg = validate_section("model", model_cfg)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-    entries = _index_entries(model_cfg.get("net"))
+    entries = _index_entries(model_cfg["net"])
     missing = [role for role in _FIXED_ROLES if role not in entries]
     if missing:
         raise ConfigError(f"model.net lacks the entries {missing}; present: {list(entries)}")

@@ -11,7 +11,7 @@ table gives the mean ± the sample std over the seeds. With ``--regularizers iuf
 per incremental strategy (``<cell>/<regularizer>/``, rows ``<variant> + <regularizer>``); the base step
 does not depend on it, so it is trained once, with the first strategy, and copied into the others.
 Beside the trained cells, the table has the training-free reference on the same features and data:
-a patch memory bank per class (``benchmarks/knn_probe.py`` over every class of the setting, the
+a patch memory bank per class (:mod:`engine.memory_bank` over every class of the setting, the
 final step's classes), per modality and fused; I-AUROC only. Writes ``comparison.json``,
 ``comparison.md``, ``comparison.png`` (per-step curves) and ``memory_bank.json`` in ``<output>``.
 """
@@ -29,13 +29,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from engine.run_folder import RunFolder  # noqa: E402
 from utils.errors import ConfigError, IUMADError, report_error  # noqa: E402
 from utils.fileio import atomic_write_json, atomic_write_text  # noqa: E402
-from utils.tables import markdown_table, percent  # noqa: E402
+from utils.tables import comparison_markdown, seed_summary  # noqa: E402
+from utils.vis import plot_step_curves  # noqa: E402
 
 VARIANTS_DIR = REPO_ROOT / "experiments" / "_base_" / "variants"
-COLUMNS = ("i_auroc", "p_auroc", "aupro_30")
-FM_COLUMNS = ("i_auroc", "aupro_30")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,9 +68,9 @@ def _finished(folder: Path, num_steps: int | None) -> bool:
     results = folder / "results.json"
     if not results.is_file():
         return False
-    steps = json.loads(results.read_text())["steps"]
-    every_record = all((folder / f"step_{k}" / "metrics.json").is_file() for k in range(len(steps)))
-    return every_record and (num_steps is None or len(steps) == num_steps)
+    steps = len(json.loads(results.read_text())["steps"])
+    every_record = RunFolder(folder, steps).last_contiguous_step() == steps - 1
+    return every_record and (num_steps is None or steps == num_steps)
 
 
 def _check_same_opts(folder: Path, opts: list[str]) -> None:
@@ -83,12 +83,13 @@ def _check_same_opts(folder: Path, opts: list[str]) -> None:
 
 def _copy_base_step(source: Path | None, folder: Path) -> None:
     """Start ``folder`` from the finished base step of ``source`` (same cell, another incremental strategy)."""
-    if source is None or (folder / "step_0" / "ckpt.pth").is_file():
+    target, shared = RunFolder(folder, 1), RunFolder(source, 1) if source is not None else None
+    if shared is None or target.ckpt(0).is_file():
         return
-    if not ((source / "step_0" / "ckpt.pth").is_file() and (source / "step_0" / "metrics.json").is_file()):
-        raise IUMADError(f"the shared base step {source / 'step_0'} is not finished")
+    if not shared.finished(0):
+        raise IUMADError(f"the shared base step {shared.step_dir(0)} is not finished")
     print(f"-- base step of {folder} copied from {source}", flush=True)
-    shutil.copytree(source / "step_0", folder / "step_0")
+    shutil.copytree(shared.step_dir(0), target.step_dir(0))
 
 
 def run_cell(setting: Path, variant: str, modality: str, folder: Path, opts: list[str],
@@ -123,100 +124,31 @@ def run_seeds(setting: Path, variant: str, modality: str, folder: Path, opts: li
     return seed_summary(per_seed)
 
 
-def seed_summary(per_seed: dict[int, dict]) -> dict:
-    """Mean and sample std over seeds of the final metrics and the forgetting; mean I-AUROC per step.
-
-    Returns:
-        ``{"final", "final_std", "forgetting", "forgetting_std", "steps", "seeds"}`` (``seeds``: seed → results);
-        a metric missing (or NaN) in any seed's run is left out.
-    """
-    import numpy as np
-
-    runs = list(per_seed.values())
-    summary: dict = {"seeds": {str(s): r for s, r in per_seed.items()}}
-    for part in ("final", "forgetting"):
-        values = {k: [r[part].get(k) for r in runs] for k in runs[0][part]}
-        values = {k: np.array(v, dtype=float) for k, v in values.items() if None not in v}
-        values = {k: v for k, v in values.items() if not np.isnan(v).any()}
-        summary[part] = {k: float(v.mean()) for k, v in values.items()}
-        summary[part + "_std"] = {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()}
-    summary["steps"] = []
-    for j, step in enumerate(runs[0]["steps"]):
-        values = np.array([r["steps"][j]["mean"].get("i_auroc") for r in runs], dtype=float)  # None -> NaN
-        mean = float(np.nanmean(values)) if not np.isnan(values).all() else None
-        summary["steps"].append({"step": step["step"], "mean": {"i_auroc": mean}})
-    return summary
-
-
-def _cell(results: dict, part: str, key: str) -> str:
-    """``percent`` of ``results[part][key]``, with `` ± std`` when ``results`` is a seed summary."""
-    text = percent(results[part].get(key))
-    std = results.get(part + "_std", {}).get(key)
-    return text if std is None or text == "-" else f"{text} ± {100.0 * std:.1f}"
-
-
 def memory_bank_reference(setting: Path, opts: list[str], record: Path) -> dict[str, float]:
     """Mean I-AUROC of the per-class patch memory bank over every class of the setting, by map.
 
     Kept in ``record`` (``memory_bank.json``) with the ``--opts`` it was measured with, and reused from there.
     """
-    import numpy as np
+    import torch
 
-    from benchmarks import knn_probe
+    from datasets import load_meta
+    from engine.memory_bank import memory_bank_auroc
+    from models.model_helper import build_model
     from utils.config import load_config
 
     saved = json.loads(record.read_text()) if record.is_file() else None
     if saved is not None and saved["opts"] == opts:
         return saved["i_auroc"]
-    root = Path(load_config(setting, opts)["dataset"]["root"])
+    cfg = load_config(setting, opts)
+    dcfg, root = cfg["dataset"], Path(cfg["dataset"]["root"])
     print(f"-- memory bank (kNN, no training) on {root}", flush=True)
-    scores = knn_probe.main(["--root", str(root), "--config", str(setting), "--all-steps", "--opts", *opts])
-    reference = {modality: float(np.mean(values)) for modality, values in scores.items()}
+    classes = [name for step in cfg["incremental"]["steps"] for name in step["classes"]]
+    train, test = load_meta(root, dcfg["meta_dir"], classes, dcfg["layout"])
+    torch.manual_seed(cfg["seed"])
+    model = build_model(cfg["model"], dcfg["image_size"], 1).eval()
+    reference = memory_bank_auroc(model, root, train, test, classes, dcfg["image_size"]).means()
     atomic_write_json(record, {"opts": opts, "i_auroc": reference})
     return reference
-
-
-def comparison_markdown(table: dict[str, dict[str, dict]], setting: str, reference: dict[str, float] | None) -> str:
-    """Final-step metrics and forgetting per variant × modality, and the memory-bank rows, as a markdown table."""
-    header = ["variant", "modality", *(f"{c}" for c in COLUMNS), *(f"FM {c}" for c in FM_COLUMNS)]
-    rows = [
-        [variant, modality, *(_cell(results, "final", c) for c in COLUMNS),
-         *(_cell(results, "forgetting", c) for c in FM_COLUMNS)]
-        for variant, cells in table.items()
-        for modality, results in cells.items()
-    ]
-    rows += [["memory bank (kNN, no training)", modality, percent(value), *["-"] * (len(header) - 3)]
-             for modality, value in (reference or {}).items()]
-    title = f"Final step of `{setting}` (%, mean over classes; FM = forgetting, lower is better)"
-    if any("final_std" in results for cells in table.values() for results in cells.values()):
-        title += "; mean ± sample std over seeds"
-    return "\n".join([title, "", *markdown_table(header, rows)]) + "\n"
-
-
-def plot_curves(table: dict[str, dict[str, dict]], path: Path) -> None:
-    """Mean I-AUROC over the classes seen, after each step, one panel per modality."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    modalities = sorted({m for cells in table.values() for m in cells})
-    fig, axes = plt.subplots(1, len(modalities), figsize=(5 * len(modalities), 4), squeeze=False)
-    for ax, modality in zip(axes[0], modalities):
-        for variant, cells in table.items():
-            if modality in cells:
-                steps = cells[modality]["steps"]
-                ax.plot([s["step"] for s in steps], [100 * (s["mean"].get("i_auroc") or 0) for s in steps],
-                        marker="o", label=variant)
-        ax.set(title=modality, xlabel="step", ylabel="mean I-AUROC (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
 
 
 def _seeds(text: str | None) -> list[int] | None:
@@ -272,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json(output / "comparison.json", table)
         markdown = comparison_markdown(table, str(args.setting), reference)
         atomic_write_text(output / "comparison.md", markdown)
-        plot_curves(table, output / "comparison.png")
+        plot_step_curves(table, output / "comparison.png")
     except IUMADError as exc:
         return report_error(exc)
     print(markdown)

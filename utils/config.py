@@ -84,6 +84,7 @@ SCHEMA: dict[str, Any] = {
         "name": Field(str, REQUIRED),
         "root": Field(str, REQUIRED),
         "meta_dir": Field((str, type(None)), None),
+        "layout": Field(str, "mvtec3d"),
         "image_size": Field(int, 224, bounds=(32, None)),
         "batch_size": Field(int, 24, bounds=(1, None)),
         "eval_batch_size": Field(int, 8, bounds=(1, None)),
@@ -340,6 +341,19 @@ def _validate_section(cfg: Mapping, schema: Mapping, prefix: str) -> dict:
         else:
             out[key] = copy.deepcopy(spec.default)
     return out
+
+
+def validate_section(name: str, value: Any) -> dict:
+    """Check one top-level section (e.g. ``model``) against :data:`SCHEMA`; return it with defaults filled in.
+
+    For code that gets a section without the whole config (``build_model`` from a script or a test).
+
+    Raises:
+        ConfigError: what :func:`validate_config` says about that section.
+    """
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"config key '{name}': expected a section (mapping), got {value!r}")
+    return _validate_section(value, SCHEMA[name], f"{name}.")
 
 
 def validate_config(cfg: Mapping) -> dict:

@@ -1,16 +1,16 @@
 """Training loss of IB-IUMAD (Algorithm 1, line 7): ``L = L_rgb + L_depth + L_IB + L_fusion``.
 
 - ``rgb_ce`` / ``depth_ce``: cross-entropy of the conditioner's object-class logits vs ``class_id``;
-- ``ib``: ``T² · KL(softmax(teacher.detach() / T) ‖ softmax(student / T))`` between the class
-  predictions of the unfiltered (``F_fusion``, teacher) and filtered (``F^g``, student) fused features,
-  DMIB's self-distillation form; ``T`` is the fusion module's temperature, read from the model outputs;
-- ``fusion``: ``MSE(F^g, clean features)``;
-- ``ib_ce`` (not in the paper; off by default): cross-entropy of the teacher prediction vs ``class_id``.
-  With the teacher detached, nothing else trains the class head ``h`` to predict classes, so ``ib``
-  alone can be driven to zero by an uninformative ``h``; a positive ``ib_ce`` weight anchors ``h``.
+- the fusion module's own terms, by name: ``outputs["aux_losses"]`` (name → 0-d loss it computed, e.g.
+  IB fusion's ``ib``, :func:`models.fusion.ib_fusion.ib_loss`) and ``outputs["class_logits"]`` (name →
+  ``(B, K)`` logits trained with a cross-entropy vs ``class_id``, e.g. IB fusion's ``ib_ce``: not in the
+  paper, off by default; with the teacher detached nothing else trains its class head to predict
+  classes, so a positive ``ib_ce`` weight anchors it);
+- ``fusion``: ``MSE(F^g, clean features)``.
 
-Each term is computed only when the model produced its inputs (e.g. no ``rgb_ce`` without a
-conditioner or without RGB) and its weight is non-zero; ``total`` is the weighted sum.
+A term is computed only when the model produced its inputs (e.g. no ``rgb_ce`` without a conditioner
+or without RGB) and its weight (``criterion.weights``, by name) is non-zero; ``total`` is the weighted
+sum. The criterion knows no fusion module's output keys: a new fusion adds its terms and their weights.
 """
 
 from __future__ import annotations
@@ -50,23 +50,6 @@ def _class_ids(logits: Tensor, batch: Mapping[str, Any]) -> Tensor:
     return given.to(logits.device, non_blocking=True)
 
 
-def ib_loss(teacher: Tensor, student: Tensor, temperature: float | Tensor) -> Tensor:
-    """``T² · KL(softmax(teacher / T) ‖ softmax(student / T))``, batch mean; no gradient to the teacher.
-
-    Args:
-        teacher: ``(B, K)`` logits of ``h(F_fusion)``.
-        student: ``(B, K)`` logits of ``h(F^g)``.
-        temperature: ``T > 0``.
-
-    Returns:
-        0-d loss.
-    """
-    teacher_log_prob = F.log_softmax(teacher.detach() / temperature, dim=1)
-    student_log_prob = F.log_softmax(student / temperature, dim=1)
-    kl = F.kl_div(student_log_prob, teacher_log_prob, reduction="batchmean", log_target=True)
-    return kl * temperature**2
-
-
 class Criterion:
     """Weighted sum of the IB-IUMAD loss terms.
 
@@ -77,6 +60,13 @@ class Criterion:
     def __init__(self, weights: Mapping[str, float]) -> None:
         self.weights = {**DEFAULT_WEIGHTS, **{k: float(v) for k, v in weights.items()}}
 
+    def _weight(self, name: str) -> float:
+        """The weight of a term the model produced; a term without a weight in ``criterion.weights`` is an error."""
+        if name not in self.weights:
+            raise ValueError(f"the model produces a loss term '{name}' that criterion.weights has no weight for; "
+                             f"terms with weights: {sorted(self.weights)}")
+        return self.weights[name]
+
     def __call__(
         self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], trainable_only: bool = False
     ) -> dict[str, Tensor]:
@@ -84,8 +74,8 @@ class Criterion:
 
         Args:
             outputs: the model's outputs (``"feature"``, ``"feature_rec"`` ``(B, C, h, w)``; optionally
-                ``"logits_rgb"``, ``"logits_depth"``, ``"ib_teacher"``, ``"ib_student"`` ``(B, K)`` and
-                ``"ib_temperature"`` 0-d).
+                ``"logits_rgb"``, ``"logits_depth"`` ``(B, K)``, ``"aux_losses"`` (name → 0-d) and
+                ``"class_logits"`` (name → ``(B, K)``)).
             batch: needs ``"class_id"`` ``(B,)`` when a classification term applies.
             trainable_only: leave out the terms that train nothing (no gradient reaches a trainable parameter, e.g.
                 the class heads' CE while an incremental step trains only class adapters), so the log shows only
@@ -100,15 +90,12 @@ class Criterion:
             if key in outputs and self.weights[f"{modality}_ce"]:
                 logits = outputs[key]
                 losses[f"{modality}_ce"] = F.cross_entropy(logits, _class_ids(logits, batch))
-        if "ib_teacher" in outputs and "ib_student" in outputs:
-            if self.weights["ib"]:
-                if "ib_temperature" not in outputs:
-                    raise ValueError("outputs have IB logits but no 'ib_temperature'")
-                temperature = outputs["ib_temperature"]  # a 0-d tensor: no device-to-host sync
-                losses["ib"] = ib_loss(outputs["ib_teacher"], outputs["ib_student"], temperature)
-            if self.weights["ib_ce"]:
-                teacher = outputs["ib_teacher"]
-                losses["ib_ce"] = F.cross_entropy(teacher, _class_ids(teacher, batch))
+        for name, value in outputs.get("aux_losses", {}).items():
+            if self._weight(name):
+                losses[name] = value.float()
+        for name, logits in outputs.get("class_logits", {}).items():
+            if self._weight(name):
+                losses[name] = F.cross_entropy(logits.float(), _class_ids(logits, batch))
         if self.weights["fusion"]:
             if "feature_rec" not in outputs or "feature" not in outputs:
                 raise ValueError("outputs lack 'feature_rec'/'feature' needed by the fusion loss")

@@ -1,6 +1,7 @@
 """The one home of results tables: ``results.md``, the console summary, and the helpers other tables use.
 
-:func:`percent` and :func:`markdown_table` format cells and tables (``tools/compare.py`` uses them too).
+:func:`percent` and :func:`markdown_table` format cells and tables; :func:`seed_summary` and
+:func:`comparison_markdown` make ``tools/compare.py``'s statistics over seeds and its table.
 Both run formatters read the ``results.json`` structure::
 
     {"classes": [class, ...],                     # in the order they were learned
@@ -22,7 +23,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["metric_label", "percent", "markdown_table", "format_results_markdown", "format_final_table"]
+import numpy as np
+
+__all__ = [
+    "metric_label", "percent", "markdown_table", "format_results_markdown", "format_final_table", "seed_summary",
+    "comparison_markdown",
+]
 
 _FUSED_LABELS = {
     "i_auroc": "I-AUROC", "p_auroc": "P-AUROC", "aupro_30": "AUPRO@30%", "aupro_01": "AUPRO@1%",
@@ -197,3 +203,61 @@ def format_final_table(results: Mapping[str, Any]) -> str:
         rows.append(["FM"] + [percent(forgetting.get(key)) for key in columns])
     title = f"Results after step {last['step']} ({len(last['per_class'])} classes, %)"
     return "\n".join([title, *_text_table(["class", *(metric_label(key) for key in columns)], rows)])
+
+
+#: The columns of the comparison table: final-step metrics, and the metrics whose forgetting it shows.
+COMPARISON_COLUMNS = ("i_auroc", "p_auroc", "aupro_30")
+COMPARISON_FM_COLUMNS = ("i_auroc", "aupro_30")
+
+
+def seed_summary(per_seed: dict[int, dict]) -> dict:
+    """Mean and sample std over seeds of the final metrics and the forgetting; mean I-AUROC per step.
+
+    Returns:
+        ``{"final", "final_std", "forgetting", "forgetting_std", "steps", "seeds"}`` (``seeds``: seed → results);
+        a metric missing (or NaN) in any seed's run is left out.
+    """
+    runs = list(per_seed.values())
+    summary: dict = {"seeds": {str(s): r for s, r in per_seed.items()}}
+    for part in ("final", "forgetting"):
+        values = {k: [r[part].get(k) for r in runs] for k in runs[0][part]}
+        values = {k: np.array(v, dtype=float) for k, v in values.items() if None not in v}
+        values = {k: v for k, v in values.items() if not np.isnan(v).any()}
+        summary[part] = {k: float(v.mean()) for k, v in values.items()}
+        summary[part + "_std"] = {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()}
+    summary["steps"] = []
+    for j, step in enumerate(runs[0]["steps"]):
+        values = np.array([r["steps"][j]["mean"].get("i_auroc") for r in runs], dtype=float)  # None -> NaN
+        mean = float(np.nanmean(values)) if not np.isnan(values).all() else None
+        summary["steps"].append({"step": step["step"], "mean": {"i_auroc": mean}})
+    return summary
+
+
+def _mean_std_cell(results: dict, part: str, key: str) -> str:
+    """``percent`` of ``results[part][key]``, with `` ± std`` when ``results`` is a seed summary."""
+    text = percent(results[part].get(key))
+    std = results.get(part + "_std", {}).get(key)
+    return text if std is None or text == "-" else f"{text} ± {100.0 * std:.1f}"
+
+
+def comparison_markdown(table: dict[str, dict[str, dict]], setting: str, reference: dict[str, float] | None) -> str:
+    """Final-step metrics and forgetting per variant × modality, and the memory-bank rows, as a markdown table.
+
+    Args:
+        table: row (variant) → modality → results (one run's ``results.json``, or a :func:`seed_summary`).
+        setting: the setting's config path, named in the title.
+        reference: map → mean I-AUROC of the memory bank, or ``None``.
+    """
+    header = ["variant", "modality", *COMPARISON_COLUMNS, *(f"FM {c}" for c in COMPARISON_FM_COLUMNS)]
+    rows = [
+        [variant, modality, *(_mean_std_cell(results, "final", c) for c in COMPARISON_COLUMNS),
+         *(_mean_std_cell(results, "forgetting", c) for c in COMPARISON_FM_COLUMNS)]
+        for variant, cells in table.items()
+        for modality, results in cells.items()
+    ]
+    rows += [["memory bank (kNN, no training)", modality, percent(value), *["-"] * (len(header) - 3)]
+             for modality, value in (reference or {}).items()]
+    title = f"Final step of `{setting}` (%, mean over classes; FM = forgetting, lower is better)"
+    if any("final_std" in results for cells in table.values() for results in cells.values()):
+        title += "; mean ± sample std over seeds"
+    return "\n".join([title, "", *markdown_table(header, rows)]) + "\n"

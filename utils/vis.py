@@ -18,7 +18,10 @@ import numpy as np
 
 from utils.fileio import atomic_write_bytes
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "denormalize_image", "prediction_overlay", "save_anomaly_figure"]
+__all__ = [
+    "IMAGENET_MEAN", "IMAGENET_STD", "denormalize_image", "prediction_overlay", "save_anomaly_figure",
+    "plot_step_curves",
+]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -111,7 +114,7 @@ def save_anomaly_figure(
     vmax: float | None = None,
     overlay: bool = True,
 ) -> Path:
-    """Write one PNG with the panels RGB | depth | GT | anomaly map and a title line.
+    """Write one PNG with the panels RGB | depth | GT | anomaly map (no depth panel without depth) and a title line.
 
     The map is drawn with the JET colour map, scaled from ``vmin`` (blue) to ``vmax`` (red); pass
     the same ``vmin``/``vmax`` for every sample of a class to make their pictures comparable
@@ -121,7 +124,7 @@ def save_anomaly_figure(
         path: destination ``.png`` file (parent folders are created; written atomically).
         rgb: (H, W, 3) uint8 RGB image (e.g. from :func:`denormalize_image`).
         depth: (H, W) or (H, W, 3) depth image, float (scaled to its finite min / max, NaN black)
-            or uint8 (drawn as is).
+            or uint8 (drawn as is); ``None`` for an RGB-only sample.
         gt: (H, W) ground-truth mask, 0/1 or bool.
         amap: (h, w) float anomaly map; bilinearly resized to (H, W) when the sizes differ.
         title: text of the title line, e.g. ``"bagel/test/crack/000.png  score 0.83"``.
@@ -138,7 +141,7 @@ def save_anomaly_figure(
     target = Path(path)
     if target.suffix.lower() != ".png":
         raise ValueError(f"save_anomaly_figure: expected a .png path, found {str(target)!r}")
-    rgb_arr, depth_arr = _checked_rgb(rgb), _to_numpy(depth)
+    rgb_arr = _checked_rgb(rgb)
     gt_arr, map_arr = _to_numpy(gt), _to_numpy(amap).astype(np.float32)
     height, width = rgb_arr.shape[:2]
     if gt_arr.shape != (height, width):
@@ -151,7 +154,6 @@ def save_anomaly_figure(
         map_arr = cv2.resize(map_arr, (width, height), interpolation=cv2.INTER_LINEAR)
 
     bgr = np.ascontiguousarray(rgb_arr[:, :, ::-1])
-    depth_bgr = _depth_panel(depth_arr, height, width)
     gt_bgr = np.repeat(np.where(gt_arr != 0, 255, 0).astype(np.uint8)[:, :, None], 3, axis=2)
     low = float(map_arr.min()) if vmin is None else float(vmin)
     high = float(map_arr.max()) if vmax is None else float(vmax)
@@ -160,7 +162,8 @@ def save_anomaly_figure(
         heat = cv2.addWeighted(bgr, 1.0 - _OVERLAY_ALPHA, heat, _OVERLAY_ALPHA, 0.0)
 
     gap = np.full((height, _GAP, 3), 255, dtype=np.uint8)
-    row = np.concatenate([bgr, gap, depth_bgr, gap, gt_bgr, gap, heat], axis=1)  # (H, 4W + 3 gaps, 3)
+    depth_panels = [] if depth is None else [_depth_panel(_to_numpy(depth), height, width), gap]
+    row = np.concatenate([bgr, gap, *depth_panels, gt_bgr, gap, heat], axis=1)  # (H, 4W + 3 gaps, 3) with depth
     canvas = np.concatenate([_title_strip(f"{title}   map [{low:.3g}, {high:.3g}]", row.shape[1]), row], axis=0)
     ok, encoded = cv2.imencode(".png", canvas)
     if not ok:
@@ -211,3 +214,34 @@ def prediction_overlay(rgb: Any, depth: Any | None, amap: Any, label: str, anoma
     if not ok:
         raise ValueError("prediction_overlay: OpenCV could not encode the PNG")
     return encoded.tobytes()
+
+
+def plot_step_curves(table: dict[str, dict[str, dict]], path: Path) -> None:
+    """A PNG of the mean I-AUROC over the classes seen after each step: one panel per modality, one line per row.
+
+    Args:
+        table: row (variant) → modality → results with ``steps`` (``results.json`` or a seed summary).
+        path: the ``.png`` to write (atomically).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modalities = sorted({m for cells in table.values() for m in cells})
+    fig, axes = plt.subplots(1, len(modalities), figsize=(5 * len(modalities), 4), squeeze=False)
+    for ax, modality in zip(axes[0], modalities):
+        for variant, cells in table.items():
+            if modality in cells:
+                steps = cells[modality]["steps"]
+                ax.plot([s["step"] for s in steps], [100 * (s["mean"].get("i_auroc") or 0) for s in steps],
+                        marker="o", label=variant)
+        ax.set(title=modality, xlabel="step", ylabel="mean I-AUROC (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

@@ -6,7 +6,7 @@ Usage::
 
 Works for the real MVTec 3D-AD, converted Eyecandies and Synthetic3D. Train = train/good +
 validation/good; refuses a leaked test image, a missing rgb/xyz/gt partner and an unknown layout
-(see :mod:`datasets.meta`).
+(see :mod:`datasets.layouts.mvtec3d`); ``--layout`` names another layout of :mod:`datasets.layouts`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from datasets.meta import read_meta, write_meta  # noqa: E402
+from datasets.meta import DEFAULT_LAYOUT, read_meta, write_meta  # noqa: E402
 from utils.errors import IUMADError, report_error  # noqa: E402
 
 LOGGER = logging.getLogger("build_meta")
@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True, type=Path, help="dataset root (one folder per class)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the meta files (default: --root)")
+    parser.add_argument("--layout", default=DEFAULT_LAYOUT,
+                        help=f"dataset.layout of the data (default: {DEFAULT_LAYOUT}; datasets/layouts/)")
     return parser.parse_args(argv)
 
 
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        for path in write_meta(args.root, args.out):
+        for path in write_meta(args.root, args.out, args.layout):
             LOGGER.info("%s: %d records", path, len(read_meta(path)))
     except IUMADError as exc:
         return report_error(exc)

@@ -21,8 +21,10 @@ starts from the naive aggregation.
 Class head ``h`` (for the self-distillation IB loss of DMIB): a :class:`GrowingClassifier` on mean-pooled
 ``hidden``-wide tokens. The teacher is ``h(mean F_fusion)``; the student is ``h(P · mean F^g)`` where
 ``P`` (``student_proj``, ``C_total → hidden``) maps ``F^g`` into ``h``'s input space, so both predictions
-come from the same classifier. The criterion computes
-``L_IB = T² · KL(softmax(teacher.detach() / T) ‖ softmax(student / T))`` with ``T`` = ``temperature``.
+come from the same classifier. The module returns its own loss term, :func:`ib_loss`:
+``L_IB = T² · KL(softmax(teacher.detach() / T) ‖ softmax(student / T))`` with ``T`` = ``temperature``
+(``aux_losses["ib"]``), and offers the teacher's logits for a class cross-entropy ``ib_ce``
+(``class_logits``; weight 0 in the paper's config). The criterion weighs and sums them by name.
 """
 
 from __future__ import annotations
@@ -30,11 +32,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.classifier import GrowingClassifier
 
-__all__ = ["IBFusion"]
+__all__ = ["IBFusion", "ib_loss"]
+
+
+def ib_loss(teacher: Tensor, student: Tensor, temperature: float | Tensor) -> Tensor:
+    """``T² · KL(softmax(teacher / T) ‖ softmax(student / T))``, batch mean; no gradient to the teacher.
+
+    Args:
+        teacher: ``(B, K)`` logits of ``h(F_fusion)``.
+        student: ``(B, K)`` logits of ``h(F^g)``.
+        temperature: ``T > 0``.
+
+    Returns:
+        0-d loss.
+    """
+    teacher_log_prob = F.log_softmax(teacher.detach() / temperature, dim=1)
+    student_log_prob = F.log_softmax(student / temperature, dim=1)
+    kl = F.kl_div(student_log_prob, teacher_log_prob, reduction="batchmean", log_target=True)
+    return kl * temperature**2
 
 
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -51,7 +71,7 @@ class IBFusion(nn.Module):
         hidden_dim: token width of the fusion.
         num_heads: attention heads (must divide ``hidden_dim``).
         z_dim: bottleneck width.
-        temperature: softening temperature ``T`` of the IB loss (reported in the outputs).
+        temperature: softening temperature ``T`` of the IB loss.
         dropout: attention dropout.
         residual: ``F^g = concat(R) + decoder(z)`` when true, ``decoder(z)`` otherwise.
 
@@ -122,7 +142,8 @@ class IBFusion(nn.Module):
 
         Returns:
             ``"feature_rec"``: ``F^g`` ``(B, C_total, h, w)``; ``"ib_teacher"`` / ``"ib_student"``: ``(B, K)``
-            class logits of ``h(F_fusion)`` and ``h(P F^g)``; ``"ib_temperature"``: 0-d tensor ``T``.
+            class logits of ``h(F_fusion)`` and ``h(P F^g)``; ``"aux_losses"``: ``{"ib": L_IB}`` (0-d);
+            ``"class_logits"``: ``{"ib_ce": teacher}`` (trained against the class ids where weighted).
         """
         if len(recons) != len(self.in_channels):
             raise ValueError(f"expected {len(self.in_channels)} reconstructions, got {len(recons)}")
@@ -141,5 +162,6 @@ class IBFusion(nn.Module):
             "feature_rec": feature_rec,
             "ib_teacher": teacher,
             "ib_student": student,
-            "ib_temperature": feature_rec.new_tensor(self.temperature),
+            "aux_losses": {"ib": ib_loss(teacher.float(), student.float(), self.temperature)},
+            "class_logits": {"ib_ce": teacher},
         }

@@ -46,7 +46,7 @@ def test_build_loader_batches_and_drop_last(small_dataset):
     loader = build_loader(small_dataset, 5, 0, shuffle=False, seed=0, drop_last=True)
     batches = list(loader)
     assert len(batches) == 2
-    assert batches[0]["image"].shape == (5, 3, 32, 32) and batches[0]["mask"].shape == (5, 1, 32, 32)
+    assert batches[0]["inputs"]["rgb"].shape == (5, 3, 32, 32) and batches[0]["mask"].shape == (5, 1, 32, 32)
     assert batches[0]["class_id"].tolist() == [0] * 5
 
 

@@ -19,32 +19,35 @@ def test_rgbd_dataset_item_shapes_and_types(synthetic_root, synthetic_meta, imag
     assert len(dataset) == 6
     for index in range(len(dataset)):
         item = dataset[index]
-        assert item["image"].shape == (3, image_size, image_size) and item["image"].dtype == torch.float32
-        assert item["depth"].shape == (3, image_size, image_size) and item["depth"].dtype == torch.float32
+        rgb, depth = item["inputs"]["rgb"], item["inputs"]["depth"]
+        assert rgb.shape == (3, image_size, image_size) and rgb.dtype == torch.float32
+        assert depth.shape == (3, image_size, image_size) and depth.dtype == torch.float32
         assert item["mask"].shape == (1, image_size, image_size) and item["mask"].dtype == torch.float32
         assert set(item["mask"].unique().tolist()) <= {0.0, 1.0}
         assert bool(item["mask"].any()) == bool(item["label"])
         assert item["class_id"] == class_ids[item["clsname"]]
         assert item["filename"] == dataset.records[index]["filename"]
-        depth01 = item["depth"] * torch.tensor(IMAGENET_STD)[:, None, None] + torch.tensor(IMAGENET_MEAN)[:, None, None]
+        depth01 = depth * torch.tensor(IMAGENET_STD)[:, None, None] + torch.tensor(IMAGENET_MEAN)[:, None, None]
         torch.testing.assert_close(depth01[0], depth01[1])
         torch.testing.assert_close(depth01[0], depth01[2])
 
 
 def test_rgbd_dataset_normalisation_values(synthetic_root, synthetic_meta):
     item = RGBDDataset(synthetic_root, synthetic_meta[0], {"box": 3}, 64)[0]
-    depth01 = item["depth"][0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+    depth01 = item["inputs"]["depth"][0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
     assert float(depth01.min()) == pytest.approx(0.0, abs=1e-5) and float(depth01.max()) == pytest.approx(1.0, abs=1e-5)
-    rgb01 = item["image"] * torch.tensor(IMAGENET_STD)[:, None, None] + torch.tensor(IMAGENET_MEAN)[:, None, None]
+    rgb = item["inputs"]["rgb"]
+    rgb01 = rgb * torch.tensor(IMAGENET_STD)[:, None, None] + torch.tensor(IMAGENET_MEAN)[:, None, None]
     assert 0.0 <= float(rgb01.min()) and float(rgb01.max()) <= 1.0 + 1e-5
 
 
 def test_rgbd_dataset_uses_the_given_normalisation(synthetic_root, synthetic_meta):
     imagenet = RGBDDataset(synthetic_root, synthetic_meta[0], {"box": 3}, 64)[0]
     half = RGBDDataset(synthetic_root, synthetic_meta[0], {"box": 3}, 64, mean=(0.5,) * 3, std=(0.5,) * 3)[0]
-    for key in ("image", "depth"):
+    for key in ("rgb", "depth"):
         std, mean = torch.tensor(IMAGENET_STD)[:, None, None], torch.tensor(IMAGENET_MEAN)[:, None, None]
-        torch.testing.assert_close(half[key] * 0.5 + 0.5, imagenet[key] * std + mean, atol=1e-5, rtol=0)
+        torch.testing.assert_close(half["inputs"][key] * 0.5 + 0.5, imagenet["inputs"][key] * std + mean, atol=1e-5,
+                                   rtol=0)
 
 
 def test_rgbd_dataset_pairs_rgb_xyz_and_mask_of_the_same_record(tmp_path, encoded_writer):
@@ -54,9 +57,9 @@ def test_rgbd_dataset_pairs_rgb_xyz_and_mask_of_the_same_record(tmp_path, encode
     for index, record in enumerate(records):
         item = dataset[index]
         encoded = int(record["filename"].split("/")[-1][:3])
-        rgb_value = item["image"][0, 0, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+        rgb_value = item["inputs"]["rgb"][0, 0, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
         assert round(float(rgb_value) * 255) == 10 * encoded + 5
-        depth01 = item["depth"][0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+        depth01 = item["inputs"]["depth"][0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
         assert int((depth01[0] > 0.5).sum()) == encoded + 1
         assert int(item["mask"][0, :, 0].sum()) == encoded + 1
 
@@ -109,3 +112,16 @@ def test_rgbd_dataset_missing_partner_raises_naming_file(tmp_path, synthetic_roo
 def test_rgbd_dataset_record_without_key_raises(tmp_path):
     with pytest.raises(DataError, match="xyzname"):
         RGBDDataset(tmp_path, [{"filename": "a.png", "label": 0, "clsname": "a"}], {"a": 0}, 32)
+
+
+def test_rgb_only_dataset_reads_no_point_cloud(tmp_path, synthetic_root, synthetic_meta):
+    records = _copy_class(tmp_path, synthetic_root, synthetic_meta)
+    shutil.rmtree(tmp_path / "star" / "test")  # the clouds (and everything else) gone ...
+    shutil.copytree(synthetic_root / "star" / "test", tmp_path / "star" / "test",
+                    ignore=shutil.ignore_patterns("xyz"))  # ... and back without them
+    rgb_only = [{k: v for k, v in r.items() if k != "xyzname"} for r in records]
+    item = RGBDDataset(tmp_path, rgb_only, {"star": 0}, 32, modalities=["rgb"])[0]
+    assert set(item["inputs"]) == {"rgb"} and item["inputs"]["rgb"].shape == (3, 32, 32)
+    assert item["mask"].any()
+    with pytest.raises(DataError, match="lacks key 'xyzname' \\(the depth modality"):
+        RGBDDataset(tmp_path, rgb_only, {"star": 0}, 32)

@@ -51,7 +51,8 @@ def _write_leaky_meta(root: Path, spelling: str = "{}") -> None:
 CASES = [
     ("missing_root", lambda r, c: c["dataset"].update(root=str(r / "nowhere")), [], "dataset root not found"),
     ("unknown_class", lambda r, c: c["incremental"].update(steps=[{"classes": ["ball", "teapot"]}]), [],
-     "class 'teapot' of incremental.steps has no train samples"),
+     "class 'teapot' has no train samples"),
+    ("unknown_layout", lambda r, c: c["dataset"].update(layout="mvtec_2d"), [], "unknown layout 'mvtec_2d'"),
     ("empty_class", lambda r, c: [(r / "empty" / s / "good" / d).mkdir(parents=True)
                                   for s in ("train", "test") for d in ("rgb", "xyz")], [], "no .png images in"),
     ("missing_xyz", lambda r, c: _first(r, f"{TRAIN}/xyz", ".tiff").unlink(), [], "missing partner of"),

@@ -45,7 +45,7 @@ def test_records_cover_every_sample_and_map(scored):
     sample = dataset[3]
     model.eval()
     with torch.no_grad():
-        out = model(sample["image"][None], sample["depth"][None])
+        out = model({m: x[None] for m, x in sample["inputs"].items()})
     assert records[3]["score"] == pytest.approx(float(out["image_score"][0]), rel=1e-6)
 
 

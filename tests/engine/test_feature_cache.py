@@ -48,9 +48,9 @@ def test_memory_and_disk_modes_hold_the_models_features(setup, tmp_path):
     disk = _build(model, dataset, "disk", tmp_path / "cache", key)
     assert len(memory) == len(disk) == len(dataset) and len(list((tmp_path / "cache").glob("*.pt"))) == len(dataset)
     sample = dataset[2]
-    expected = model.extract_features(sample["image"][None], sample["depth"][None])
+    expected = model.extract_features({m: x[None] for m, x in sample["inputs"].items()})
     for cached in (memory[2], disk[2]):
-        assert cached["class_id"] == 0 and torch.equal(cached["image"], sample["image"])
+        assert cached["class_id"] == 0 and torch.equal(cached["inputs"]["rgb"], sample["inputs"]["rgb"])
         for modality, feature in expected.items():
             torch.testing.assert_close(cached["features"][modality], feature[0])
 
@@ -74,7 +74,7 @@ def test_a_regenerated_file_is_not_served_stale_features(setup, tmp_path):
     assert len(list((tmp_path / "cache").glob("*.pt"))) == len(dataset) + 1  # one new entry, the others reused
     assert not torch.allclose(again[0]["features"]["rgb"], old)
     sample = dataset[0]
-    fresh = model.extract_features(sample["image"][None], sample["depth"][None])["rgb"][0]
+    fresh = model.extract_features({m: x[None] for m, x in sample["inputs"].items()})["rgb"][0]
     torch.testing.assert_close(again[0]["features"]["rgb"], fresh)
 
 

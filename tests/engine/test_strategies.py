@@ -33,8 +33,8 @@ class TinyRecon(nn.Module):
         self.reconstructions["rgb"].ffn_out = nn.Linear(4, WIDTH)
         self.head = nn.Linear(WIDTH, 1)
 
-    def forward(self, image, depth, features=None, class_ids=None):
-        tokens = self.reconstructions["rgb"].ffn_out(image)  # (B, L, 4) -> (B, L, WIDTH)
+    def forward(self, inputs, features=None, class_ids=None):
+        tokens = self.reconstructions["rgb"].ffn_out(inputs["rgb"])  # (B, L, 4) -> (B, L, WIDTH)
         return {"prediction": self.head(tokens).mean(dim=(1, 2))}
 
 
@@ -52,7 +52,7 @@ class SquaredError:
 def samples(n: int = 4, tokens: int = 3, seed: int = 0) -> list[dict]:
     gen = torch.Generator().manual_seed(seed)
     image = torch.randn(n, tokens, 4, generator=gen)
-    return [{"image": image[i], "depth": image[i], "class_id": torch.tensor(0)} for i in range(n)]
+    return [{"inputs": {"rgb": image[i]}, "class_id": torch.tensor(0)} for i in range(n)]
 
 
 def step_cfg(batch: int, clip: float | None, lr: float = 1e-3) -> dict:
@@ -123,7 +123,8 @@ def test_bases_of_two_steps_equal_the_basis_of_all_rows_stacked():
     for step, data in enumerate((first, second)):
         train(model, strategy, step, data, epochs=0, clip=None)  # no training: only the bases are collected
         with torch.no_grad():
-            outputs.append(torch.stack([model.reconstructions["rgb"].ffn_out(s["image"]).mean(0) for s in data]))
+            layer = model.reconstructions["rgb"].ffn_out
+            outputs.append(torch.stack([layer(s["inputs"]["rgb"]).mean(0) for s in data]))
     name = next(iter(protected_layers(model)))
     assert torch.allclose(output_projector(strategy.roots[name]), output_projector(torch.cat(outputs)), atol=1e-8)
 
@@ -134,18 +135,18 @@ def test_iterations_are_pull_then_clip_then_project_then_sgd():
     old_data, data = samples(6, seed=1), samples(4, seed=2)
     train(model, strategy, 0, old_data, epochs=0, clip=None)  # step 0 trains nothing here, it collects the basis
     anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
-    rows = torch.stack([s["image"] for s in old_data]) @ anchor["reconstructions.rgb.ffn_out.weight"].T
+    rows = torch.stack([s["inputs"]["rgb"] for s in old_data]) @ anchor["reconstructions.rgb.ffn_out.weight"].T
     projector = output_projector((rows + anchor["reconstructions.rgb.ffn_out.bias"]).mean(dim=1)).float()
 
     expected = TinyRecon()
     expected.load_state_dict(anchor)
-    image = torch.stack([s["image"] for s in data])
+    image = torch.stack([s["inputs"]["rgb"] for s in data])
     for _ in range(3):  # one batch per epoch, three epochs
         with torch.no_grad():  # 1. pull toward the anchor
             for n, p in expected.named_parameters():
                 p.mul_(0.95).add_(anchor[n], alpha=0.05)
         expected.zero_grad()
-        SquaredError()(expected(image, image), None)["total"].backward()
+        SquaredError()(expected({"rgb": image}), None)["total"].backward()
         nn.utils.clip_grad_norm_(list(expected.parameters()), 0.1)  # 2. clip
         with torch.no_grad():  # 3. project the protected layer (output side, weight and bias), 4. SGD at lr 1
             for n, p in expected.named_parameters():

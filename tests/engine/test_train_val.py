@@ -232,8 +232,7 @@ def test_feature_standardisation_fitted_on_base_step_normals_and_kept(tmp_path, 
     dataset = RGBDDataset(tiny_root, records, {"ball": 0, "box": 1}, 64, model.backbone.input_mean,
                           model.backbone.input_std)
     items = [dataset[i] for i in range(len(dataset))]
-    images, depths = torch.stack([x["image"] for x in items]), torch.stack([x["depth"] for x in items])
-    features = model.extract_features(images, depths)
+    features = model.extract_features({m: torch.stack([x["inputs"][m] for x in items]) for m in ("rgb", "depth")})
     for modality, feature in features.items():
         expected = feature.transpose(0, 1).flatten(1).mean(1)
         torch.testing.assert_close(states[0][f"feature_norm.mean_{modality}"], expected, rtol=1e-4, atol=1e-5)
@@ -241,17 +240,17 @@ def test_feature_standardisation_fitted_on_base_step_normals_and_kept(tmp_path, 
 
 
 def test_a_class_without_usable_normal_maps_keeps_the_pooled_statistics(tmp_path, tiny_root, make_config, caplog):
-    from engine.incremental import IncrementalRun
+    from engine.calibration import fit_map_fusion
 
     cfg = make_config(tiny_root, [["ball", "box", "cone"]])
     cfg["model"]["map_fusion"] = "normal_zmax"
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    run = IncrementalRun(load_config(config), tmp_path / "out", torch.device("cpu"), str(config))
-    run.state.classes = ["ball", "box", "cone"]
+    model = build_model(load_config(config)["model"], 64, 3)
+    classes = ["ball", "box", "cone"]
     fitted = {"ball": {"rgb": (1.0, 2.0), "depth": (0.5, 1.0)}, "box": {"rgb": (1.0, 0.0), "depth": (0.5, 1.0)}}
-    run._fit_map_fusion(0, fitted)  # box: a constant map (std 0); cone: no held-out image
-    assert run.model.map_fusion.fitted.tolist() == [True, False, False]
+    fit_map_fusion(model, fitted, classes, classes, 0)  # box: a constant map (std 0); cone: no held-out image
+    assert model.map_fusion.fitted.tolist() == [True, False, False]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("class box has no usable held-out normal maps" in w for w in warnings)
     assert any("class cone has no usable held-out normal maps (none held out)" in w for w in warnings)

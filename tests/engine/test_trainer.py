@@ -16,8 +16,8 @@ class Line(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.tensor(1.0))
 
-    def forward(self, image, depth, features=None, class_ids=None):
-        return {"prediction": self.weight * image.mean()}
+    def forward(self, inputs, features=None, class_ids=None):
+        return {"prediction": self.weight * inputs["rgb"].mean()}
 
 
 class BreaksAt:
@@ -35,7 +35,7 @@ class BreaksAt:
 
 @pytest.mark.parametrize("at", [2, READ_EVERY + 3])
 def test_a_non_finite_loss_names_the_term_and_saves_nothing(tmp_path, at):
-    samples = [{"image": torch.randn(2), "depth": torch.randn(2), "class_id": torch.tensor(0)}] * (2 * READ_EVERY)
+    samples = [{"inputs": {"rgb": torch.randn(2)}, "class_id": torch.tensor(0)}] * (2 * READ_EVERY)
     cfg = {"seed": 0, "dataset": {"batch_size": 1, "eval_batch_size": 1, "workers": 0},
            "trainer": {"lr": 1e-3, "incremental_lr": None, "weight_decay": 0.0, "betas": [0.9, 0.999],
                        "clip_grad_norm": None, "save_every_epochs": 1, "precision": "fp32",

@@ -11,10 +11,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _inputs(batch=2, size=64, seed=0):
+    """``{"rgb": (B, 3, S, S), "depth": (B, 3, S, S)}`` random images."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 3, size, size, generator=generator), torch.randn(
-        batch, 3, size, size, generator=generator
-    )
+    return {m: torch.randn(batch, 3, size, size, generator=generator) for m in ("rgb", "depth")}
 
 
 def _expected_keys(modalities, condition, fusion, training=True):
@@ -25,7 +24,7 @@ def _expected_keys(modalities, condition, fusion, training=True):
     if condition != "none":
         keys |= {f"logits_{m}" for m in modalities}
     if fusion == "ib":
-        keys |= {"ib_teacher", "ib_student", "ib_temperature"}
+        keys |= {"ib_teacher", "ib_student", "aux_losses", "class_logits"}
     return keys
 
 
@@ -49,8 +48,8 @@ def _check_training_step(model, outputs, num_classes):
 def test_ib_iumad_default_model_at_224(model_cfg):
     model = build_model(model_cfg(default=True), image_size=224, num_classes=10).train()
     assert not model.backbone.training
-    image, depth = _inputs(size=224)
-    outputs = model(image, depth)
+    inputs = _inputs(size=224)
+    outputs = model(inputs)
     assert outputs["feature"].shape == (2, 544, 14, 14)
     assert outputs["feature_rec"].shape == (2, 544, 14, 14)
     assert outputs["logits_rgb"].shape == outputs["ib_student"].shape == (2, 10)
@@ -58,7 +57,7 @@ def test_ib_iumad_default_model_at_224(model_cfg):
     losses = _check_training_step(model, outputs, 10)
     assert set(losses) == {"rgb_ce", "depth_ce", "ib", "ib_ce", "fusion", "total"}
     with torch.no_grad():
-        evaluated = model.eval()(image, depth)
+        evaluated = model.eval()(inputs)
     assert set(evaluated) == _expected_keys(["rgb", "depth"], "mamba", "ib", training=False)
     assert evaluated["anomaly_map"].shape == (2, 1, 224, 224)
     assert evaluated["image_score"].shape == (2,)
@@ -76,14 +75,14 @@ SWITCHES = [
 def test_ib_iumad_switch_combinations_build_and_train(model_cfg, modalities, condition, fusion):
     torch.manual_seed(0)
     model = build_model(model_cfg(modalities, condition, fusion), image_size=64, num_classes=3).train()
-    image, depth = _inputs()
-    outputs = model(image if "rgb" in modalities else None, depth if "depth" in modalities else None)
+    inputs = {m: x for m, x in _inputs().items() if m in modalities}
+    outputs = model(inputs)
     channels = 448 * len(modalities)  # resnet18 levels 1-3: 64 + 128 + 256
     assert set(outputs) == _expected_keys(modalities, condition, fusion)
     assert outputs["feature_rec"].shape == outputs["feature"].shape == (2, channels, 4, 4)
     _check_training_step(model, outputs, 3)
     with torch.no_grad():
-        evaluated = model.eval()(image if "rgb" in modalities else None, depth if "depth" in modalities else None)
+        evaluated = model.eval()(inputs)
     assert set(evaluated) == _expected_keys(modalities, condition, fusion, training=False)
     assert all(evaluated[f"anomaly_map_{m}"].shape == (2, 1, 64, 64) for m in modalities)
 
@@ -91,15 +90,15 @@ def test_ib_iumad_switch_combinations_build_and_train(model_cfg, modalities, con
 def test_ib_iumad_ignores_inputs_of_unused_modalities(model_cfg):
     torch.manual_seed(0)
     model = build_model(model_cfg(["rgb"], "vit", "ib"), image_size=64, num_classes=3).eval()
-    image, depth = _inputs()
+    inputs = _inputs()
     with torch.no_grad():
-        alone = model(image, None)
-        with_depth = model(image, depth)
-    assert all(torch.equal(alone[k], with_depth[k]) for k in alone)
-    with pytest.raises(ValueError, match="modality 'rgb'"):
-        model(None, depth)
+        alone = model({"rgb": inputs["rgb"]})
+        with_depth = model(inputs)
+    torch.testing.assert_close(alone, with_depth, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="modality 'rgb' but the inputs have \\['depth'\\]"):
+        model({"depth": inputs["depth"]})
     with pytest.raises(ValueError, match="expected \\(B, 3, 64, 64\\)"):
-        model(torch.zeros(1, 3, 32, 32), None)
+        model({"rgb": torch.zeros(1, 3, 32, 32)})
 
 
 def test_ib_iumad_backbone_stays_in_eval_mode_and_jitter_only_in_training(model_cfg):
@@ -111,13 +110,13 @@ def test_ib_iumad_backbone_stays_in_eval_mode_and_jitter_only_in_training(model_
     for entry in model_cfg()["net"]:
         if entry["name"] == "reconstruction":
             assert entry["kwargs"]["dropout"] > 0  # so the eval check below also covers dropout
-    image, depth = _inputs()
+    inputs = _inputs()
     with torch.no_grad():
-        first, second = model(image, depth), model(image, depth)
+        first, second = model(inputs), model(inputs)
         assert torch.equal(first["feature"], second["feature"])  # clean features: no jitter
         assert not torch.equal(first["feature_rec"], second["feature_rec"])  # jittered inputs
         model.eval()
-        third, fourth = model(image, depth), model(image, depth)
+        third, fourth = model(inputs), model(inputs)
         assert torch.equal(third["feature_rec"], fourth["feature_rec"])
 
 
@@ -125,15 +124,13 @@ def test_ib_iumad_backbone_stays_in_eval_mode_and_jitter_only_in_training(model_
 def test_ib_iumad_cached_features_path_equals_forward(model_cfg, condition):
     torch.manual_seed(0)
     model = build_model(model_cfg(condition=condition), image_size=64, num_classes=3).eval()
-    image, depth = _inputs()
+    inputs = _inputs()
     with torch.no_grad():
-        direct = model(image, depth)
-        features = model.extract_features(image, depth)
-        cached = model.forward_from_features({k: v.clone() for k, v in features.items()}, image, depth)
+        direct = model(inputs)
+        features = model.extract_features(inputs)
+        cached = model.forward_from_features({k: v.clone() for k, v in features.items()}, inputs)
     assert set(features) == {"rgb", "depth"} and features["rgb"].shape == (2, 448, 4, 4)
-    assert set(direct) == set(cached)
-    for key in direct:
-        assert torch.equal(direct[key], cached[key]), key
+    torch.testing.assert_close(direct, cached, rtol=0, atol=0)
 
 
 def test_ib_iumad_grow_classes_keeps_old_rows_in_every_head(model_cfg):
@@ -147,8 +144,7 @@ def test_ib_iumad_grow_classes_keeps_old_rows_in_every_head(model_cfg):
     for name, head in heads.items():
         assert head.num_classes == 5
         assert torch.equal(head.weight[:3], before[name][0]) and torch.equal(head.bias[:3], before[name][1]), name
-    image, depth = _inputs()
-    outputs = model.eval()(image, depth)
+    outputs = model.eval()(_inputs())
     assert outputs["logits_depth"].shape == outputs["ib_teacher"].shape == (2, 5)
     model.grow_classes(5)  # no-op
     assert model.num_classes == 5
@@ -185,16 +181,16 @@ def test_ib_iumad_anomaly_map_is_higher_on_an_altered_region_after_fitting(model
     def contrast():
         model.eval()
         with torch.no_grad():
-            anomaly_map = model(test, None)["anomaly_map"][:, 0]
+            anomaly_map = model({"rgb": test})["anomaly_map"][:, 0]
         return (anomaly_map[:, inside].mean() / anomaly_map[:, ~inside].mean()).item()
 
     untrained = contrast()
-    features = model.extract_features(train, None)  # the frozen part, cached
+    features = model.extract_features({"rgb": train})  # the frozen part, cached
     criterion = build_criterion({})
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     model.train()
     for _ in range(80):
-        losses = criterion(model.forward_from_features(features, train, None), {"class_id": torch.zeros(8).long()})
+        losses = criterion(model.forward_from_features(features, {"rgb": train}), {"class_id": torch.zeros(8).long()})
         optimizer.zero_grad()
         losses["total"].backward()
         optimizer.step()
@@ -208,12 +204,12 @@ def test_ib_iumad_anomaly_map_is_higher_on_an_altered_region_after_fitting(model
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_ib_iumad_default_model_cuda_bf16(model_cfg):
     model = build_model(model_cfg(default=True), image_size=224, num_classes=10).cuda().train()
-    image, depth = (t.cuda() for t in _inputs(size=224))
+    inputs = {m: x.cuda() for m, x in _inputs(size=224).items()}
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        outputs = model(image, depth)
+        outputs = model(inputs)
         losses = build_criterion({"ib_ce": 1.0})(outputs, {"class_id": torch.arange(2, device="cuda")})
     losses["total"].backward()
     assert all(torch.isfinite(v) for v in losses.values())
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-        evaluated = model.eval()(image, depth)
+        evaluated = model.eval()(inputs)
     assert evaluated["anomaly_map"].shape == (2, 1, 224, 224) and torch.isfinite(evaluated["image_score"]).all()

@@ -61,7 +61,7 @@ def test_the_model_scores_its_fused_map(model_cfg, one_thread):
     model.map_fusion.set_statistics(0, STATS[0])
     model.map_fusion.set_statistics(1, STATS[1])
     with torch.no_grad():
-        out = model(torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64))
+        out = model({"rgb": torch.randn(2, 3, 64, 64), "depth": torch.randn(2, 3, 64, 64)})
     maps = {m: out[f"anomaly_map_{m}"] for m in ("rgb", "depth")}
     # No class adapters, so no router: the pooled statistics.
     torch.testing.assert_close(out["anomaly_map"], _expected(maps, [POOLED, POOLED]))
@@ -70,5 +70,5 @@ def test_the_model_scores_its_fused_map(model_cfg, one_thread):
 
 
 def test_unknown_map_fusion_is_refused(model_cfg):
-    with pytest.raises(ConfigError, match="model.map_fusion: 'mean' is not one of"):
+    with pytest.raises(ConfigError, match="'model.map_fusion': expected one of concat_l2, normal_zmax, got 'mean'"):
         build_model({**model_cfg(), "map_fusion": "mean"}, 64, 2)

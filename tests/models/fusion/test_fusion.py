@@ -1,10 +1,11 @@
+import math
+
 import pytest
 import torch
 
 from models.classifier import GrowingClassifier
-from models.fusion.ib_fusion import IBFusion
+from models.fusion.ib_fusion import IBFusion, ib_loss
 from models.fusion.sum_fusion import SumFusion
-from utils.criterion_helper import ib_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,8 +22,31 @@ def test_ib_fusion_outputs_and_shapes(channels):
     out = fusion(_recons(channels))
     assert out["feature_rec"].shape == (2, sum(channels), 3, 3)
     assert out["ib_teacher"].shape == (2, 3) and out["ib_student"].shape == (2, 3)
-    assert out["ib_temperature"].item() == 2.0
+    torch.testing.assert_close(out["aux_losses"]["ib"], ib_loss(out["ib_teacher"], out["ib_student"], 2.0))
+    assert out["class_logits"]["ib_ce"] is out["ib_teacher"]
     assert isinstance(fusion.head, GrowingClassifier)
+
+
+def test_ib_loss_matches_hand_computed_value():
+    teacher = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    student = torch.tensor([[0.0, 1.0, 0.0], [1.0, -2.0, 0.0]])
+    temperature = 2.0
+    expected = 0.0
+    for t_row, s_row in zip(teacher.tolist(), student.tolist()):
+        p = [math.exp(v / temperature) for v in t_row]
+        q = [math.exp(v / temperature) for v in s_row]
+        p = [v / sum(p) for v in p]
+        q = [v / sum(q) for v in q]
+        expected += sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+    expected = expected / 2 * temperature**2
+    assert ib_loss(teacher, student, temperature).item() == pytest.approx(expected, rel=1e-5)
+    assert ib_loss(teacher, teacher.clone(), temperature).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_ib_loss_gives_no_gradient_to_the_teacher():
+    teacher, student = torch.randn(2, 3, requires_grad=True), torch.randn(2, 3, requires_grad=True)
+    ib_loss(teacher, student, 2.0).backward()
+    assert teacher.grad is None and student.grad.abs().sum() > 0
 
 
 def test_ib_fusion_starts_close_to_the_concatenated_reconstructions():
@@ -52,7 +76,7 @@ def test_ib_fusion_gradients_reach_every_parameter():
     recons = [r.requires_grad_() for r in _recons()]
     out = fusion(recons)
     target = torch.cat([r.detach() for r in recons], dim=1) + 0.1
-    loss = (out["feature_rec"] - target).square().mean() + ib_loss(out["ib_teacher"], out["ib_student"], 2.0)
+    loss = (out["feature_rec"] - target).square().mean() + out["aux_losses"]["ib"]
     loss = loss + torch.nn.functional.cross_entropy(out["ib_teacher"], torch.tensor([0, 2]))
     loss.backward()
     for name, parameter in fusion.named_parameters():
