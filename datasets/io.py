@@ -43,18 +43,21 @@ def read_rgb(path: str | Path) -> np.ndarray:
     """Read an 8-bit colour image.
 
     Args:
-        path: PNG (or any format OpenCV decodes) with 3 channels; a 4th (alpha) channel is dropped.
+        path: PNG (or any format OpenCV decodes) with 3 channels; a 4th (alpha) channel is dropped, and a
+            grey-scale image (one channel, as some MVTec AD classes) gives three equal channels.
 
     Returns:
         ``uint8`` array ``(H, W, 3)`` in RGB order.
 
     Raises:
-        DataError: missing or undecodable file, not 8-bit, or not 3/4 channels.
+        DataError: missing or undecodable file, not 8-bit, or not 1/3/4 channels.
     """
     path = Path(path)
     image = _decode_png(path, "RGB image")
     if image.dtype != np.uint8:
         raise DataError(f"RGB image must be 8-bit, found {image.dtype}: {path}")
+    if image.ndim == 2:
+        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         channels = 1 if image.ndim == 2 else image.shape[2]
         raise DataError(f"RGB image must have 3 channels, found {channels}: {path}")

@@ -26,6 +26,7 @@ LayoutScan = Callable[[Path], tuple[list[dict], list[dict]]]
 #: Layout name → the module that registers it (imported on first use, so a script pays only for its layout).
 _LAYOUT_MODULES = {
     "mvtec3d": "datasets.layouts.mvtec3d",
+    "mvtec_ad": "datasets.layouts.mvtec_ad",
 }
 
 _SCANNERS: dict[str, LayoutScan] = {}

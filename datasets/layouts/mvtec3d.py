@@ -17,18 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from datasets.layouts import register_layout
+from datasets.layouts.folders import files_by_stem, visible_children
 from datasets.meta import GOOD, TEST_SPLIT, TRAIN_SPLITS
 from utils.errors import DataError
 
 RGB_EXT, XYZ_EXT, MASK_EXT = ".png", ".tiff", ".png"
-
-
-def _visible_children(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-
-
-def _stems(folder: Path, ext: str) -> dict[str, Path]:
-    return {p.stem: p for p in _visible_children(folder) if p.is_file() and p.suffix.lower() == ext}
 
 
 def _check_partners(rgb: dict[str, Path], other: dict[str, Path], other_dir: Path, ext: str) -> None:
@@ -48,17 +41,17 @@ def _scan_label_dir(root: Path, folder: Path, clsname: str, split: str, label_na
     for needed in (rgb_dir, xyz_dir):
         if not needed.is_dir():
             raise DataError(f"unknown layout: {folder} has no '{needed.name}' folder (expected rgb/ and xyz/)")
-    rgb = _stems(rgb_dir, RGB_EXT)
+    rgb = files_by_stem(rgb_dir, RGB_EXT)
     if not rgb:
         raise DataError(f"no {RGB_EXT} images in {rgb_dir}")
-    xyz = _stems(xyz_dir, XYZ_EXT)
+    xyz = files_by_stem(xyz_dir, XYZ_EXT)
     _check_partners(rgb, xyz, xyz_dir, XYZ_EXT)
     defective = split == TEST_SPLIT and label_name != GOOD
     gt: dict[str, Path] = {}
     if defective:
         if not gt_dir.is_dir():
             raise DataError(f"unknown layout: defective test folder {folder} has no 'gt' folder")
-        gt = _stems(gt_dir, MASK_EXT)
+        gt = files_by_stem(gt_dir, MASK_EXT)
         _check_partners(rgb, gt, gt_dir, MASK_EXT)
     records = []
     for stem, path in rgb.items():
@@ -99,7 +92,7 @@ def _scan_class(root: Path, class_dir: Path) -> tuple[list[dict], list[dict]]:
         split_dir = class_dir / split
         if not split_dir.is_dir():
             continue
-        label_dirs = [p for p in _visible_children(split_dir) if p.is_dir()]
+        label_dirs = [p for p in visible_children(split_dir) if p.is_dir()]
         if not label_dirs:
             raise DataError(f"unknown layout: {split_dir} has no label folder (expected good/ ...)")
         for label_dir in label_dirs:
@@ -117,7 +110,7 @@ def scan_mvtec3d(root: Path) -> tuple[list[dict], list[dict]]:
     Raises:
         DataError: unknown layout or missing partner (module docstring).
     """
-    class_dirs = [p for p in _visible_children(root) if p.is_dir()]
+    class_dirs = [p for p in visible_children(root) if p.is_dir()]
     if not class_dirs:
         raise DataError(f"unknown layout: no class folder in {root}")
     train: list[dict] = []

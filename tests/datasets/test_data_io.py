@@ -84,7 +84,6 @@ INF_XYZ[0, 0, 0] = np.inf
             lambda t: _truncated(t, ".png", lambda p: write_rgb(p, np.full((64, 64, 3), 9, np.uint8))),
             "decoded",
         ),
-        (read_rgb, lambda t: _png(t, np.zeros((4, 4), np.uint8)), "3 channels, found 1"),
         (read_rgb, lambda t: _png(t, np.zeros((4, 4, 3), np.uint16)), "8-bit"),
         (read_xyz, lambda t: t / "missing.tiff", "not found"),
         (read_xyz, lambda t: _garbage(t, ".tiff"), "cannot be read"),
@@ -102,7 +101,6 @@ INF_XYZ[0, 0, 0] = np.inf
         "rgb_missing",
         "rgb_garbage",
         "rgb_truncated",
-        "rgb_gray",
         "rgb_16bit",
         "xyz_missing",
         "xyz_garbage",
@@ -122,3 +120,9 @@ def test_readers_raise_data_error_naming_file(tmp_path, reader, make, message):
     with pytest.raises(DataError, match=message) as info:
         reader(path)
     assert str(path) in str(info.value)
+
+
+def test_a_grey_image_reads_as_three_equal_channels(tmp_path):
+    grey = np.arange(16, dtype=np.uint8).reshape(4, 4) * 9
+    rgb = read_rgb(_png(tmp_path, grey))
+    assert rgb.shape == (4, 4, 3) and all(np.array_equal(rgb[:, :, c], grey) for c in range(3))
