@@ -15,13 +15,14 @@ from typing import Any
 import torch
 
 from engine.calibration import calibrate_step
-from engine.checkpoint import IncrementalState, architecture_fingerprint, load_checkpoint, save_checkpoint
+from engine.checkpoint import IncrementalState
 from engine.evaluator import evaluate
 from engine.feature_statistics import fit_class_prototypes, fit_feature_standardizer
 from engine.hooks import StepSpec
 from engine.results import build_results, read_step_record, step_record, write_results
 from engine.run_data import RunData
 from engine.run_folder import RunFolder
+from engine.step_checkpoints import StepCheckpoints
 from engine.strategies import Strategy, build_strategy
 from engine.strategies.class_adapters import ClassAdapterIsolation
 from engine.train_hooks import EpochLogger, ModelSelection, PeriodicCheckpoint, StepDrift
@@ -29,7 +30,7 @@ from engine.trainer import StepTrainer
 from models.model_helper import build_model
 from utils.criterion_helper import build_criterion
 from utils.dist import barrier, decided_on_main, get_world_size, is_main_process
-from utils.errors import CheckpointError, ConfigError
+from utils.errors import ConfigError
 from utils.fileio import atomic_write_json
 from utils.seeding import derive_seed, seed_everything
 from utils.tables import format_final_table
@@ -63,11 +64,10 @@ class IncrementalRun:
         self.cfg = cfg
         self.output = Path(output)
         self.device = device
-        self.config_path = config_path
         self.writer = None  # TensorBoard SummaryWriter, set by the entry point on rank 0
         self.steps: list[list[str]] = [list(s["classes"]) for s in cfg["incremental"]["steps"]]
-        self.fingerprint = architecture_fingerprint(cfg)
         self.folder = RunFolder(self.output, len(self.steps))
+        self.checkpoints = StepCheckpoints(self.folder, cfg, config_path)
         seed_everything(cfg["seed"])
         self.model = build_model(cfg["model"], cfg["dataset"]["image_size"], len(self.steps[0])).to(device)
         self.data = RunData(cfg, self.model, self.output / "feature_cache", device)
@@ -79,21 +79,11 @@ class IncrementalRun:
     # ---------------------------------------------------------- checkpoints
     def _payload(self, step: int) -> dict[str, Any]:
         state = IncrementalState(self.state.classes, self.strategy.carried_state(), self.state.normal_scores)
-        return {"fingerprint": self.fingerprint, "step": step, "state": state.to_dict(), "config": self.cfg,
-                "drift": self.step_drift.get(step)}
+        return self.checkpoints.payload(step, state, self.step_drift.get(step))
 
     def _load_step(self, step: int) -> None:
-        hint = (
-            f"Run step {step} first: python tools/train_val.py --config {self.config_path} --step {step} "
-            f"--output {self.output}"
-        )
-        payload = decided_on_main(lambda: load_checkpoint(self.folder.ckpt(step), self.fingerprint, hint))
-        expected = [c for classes in self.steps[: step + 1] for c in classes]
-        if payload["state"]["classes"] != expected:
-            raise CheckpointError(
-                f"{self.folder.ckpt(step)} learned classes {payload['state']['classes']}, but steps 0..{step} of "
-                f"this config have {expected}; use the config it was trained with or another --output"
-            )
+        """Continue from finished step ``step``: its classes, weights and the strategy's carried state."""
+        payload = self.checkpoints.load_finished(step)
         self.state = IncrementalState.from_dict(payload["state"])
         self.model.grow_classes(len(self.state.classes))
         self.model.load_state_dict(payload["model"])
@@ -168,14 +158,7 @@ class IncrementalRun:
         batch = self.cfg["dataset"]["eval_batch_size"]
         fit_feature_standardizer(self.model, sets.train, self.device, batch, sets.uses_cache)
         fit_class_prototypes(self.model, sets.train, self.device, batch, sets.uses_cache, sorted(class_ids.values()))
-        last = step_dir / "last.pth"
-        resume_payload = decided_on_main(lambda: load_checkpoint(last, self.fingerprint) if resume and last.is_file()
-                                         else None)
-        if resume_payload is not None and resume_payload["state"]["classes"] != self.state.classes:
-            raise CheckpointError(
-                f"{last} was training classes {resume_payload['state']['classes']}, but step {step} of this config "
-                f"gives {self.state.classes}; use the config it was started with, or --overwrite"
-            )
+        resume_payload = self.checkpoints.load_interrupted(step, self.state.classes) if resume else None
         spec = StepSpec(step, self._epochs(step), sets.train, sets.val, sets.uses_cache, step_dir,
                         sorted(class_ids.values()))
         LOGGER.info("step %d: training on %s (%d images, %d epochs)", step, ", ".join(self.steps[step]),
@@ -190,10 +173,7 @@ class IncrementalRun:
         scores = calibrate_step(self.model, sets.held_out, self.steps[step], self.state.classes, step, self.cfg,
                                 self.device)
         self.state.normal_scores.update(scores)
-        if is_main_process():
-            save_checkpoint(self.folder.ckpt(step), {**self._payload(step), "model": self.model.state_dict()})
-            last.unlink(missing_ok=True)
-        barrier()
+        self.checkpoints.save_finished(step, {**self._payload(step), "model": self.model.state_dict()})
 
     def _epochs(self, step: int) -> int:
         """The step entry's ``epochs``, else ``trainer.epochs`` (base step) or ``trainer.incremental_epochs``.
@@ -212,7 +192,7 @@ class IncrementalRun:
         hooks += [self.strategy, self.drift, EpochLogger()]
         if self.cfg["trainer"]["select"] == "val":
             hooks.append(ModelSelection(self.criterion))
-        hooks.append(PeriodicCheckpoint(hooks, lambda: self._payload(step)))
+        hooks.append(PeriodicCheckpoint(self.checkpoints.last(step), hooks, lambda: self._payload(step)))
         return hooks
 
     def _evaluate_seen(self, vis_dir: Path | None) -> dict[str, dict[str, float]]:

@@ -9,6 +9,7 @@ import copy
 import logging
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -84,12 +85,13 @@ class PeriodicCheckpoint(HookBase):
     """``last.pth`` every ``trainer.save_every_epochs`` epochs (not after the last: the step's ``ckpt.pth`` follows).
 
     Args:
+        path: the file (:meth:`engine.step_checkpoints.StepCheckpoints.last`).
         hooks: every hook of the step; their :meth:`~engine.hooks.HookBase.state_dict` is saved with it.
         run_entries: ``() -> dict`` of run-level entries (classes, strategy state, config) added to the file.
     """
 
-    def __init__(self, hooks: list[HookBase], run_entries: Callable[[], dict[str, Any]]) -> None:
-        self.hooks, self.run_entries = hooks, run_entries
+    def __init__(self, path: Path, hooks: list[HookBase], run_entries: Callable[[], dict[str, Any]]) -> None:
+        self.path, self.hooks, self.run_entries = path, hooks, run_entries
 
     def after_epoch(self, ctx: StepContext) -> None:  # noqa: D102
         every, done = ctx.cfg["trainer"]["save_every_epochs"], ctx.epoch + 1
@@ -97,7 +99,7 @@ class PeriodicCheckpoint(HookBase):
             return
         states = {type(h).__name__: h.state_dict() for h in self.hooks}
         save_checkpoint(
-            ctx.spec.step_dir / "last.pth",
+            self.path,
             {**self.run_entries(), "model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
              "scheduler": ctx.scheduler.state_dict(), "epoch": done, "hooks": {k: v for k, v in states.items() if v}},
         )

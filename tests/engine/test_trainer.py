@@ -42,7 +42,7 @@ def test_a_non_finite_loss_names_the_term_and_saves_nothing(tmp_path, at):
                        "scheduler": {"type": "constant", "step_size_fraction": 0.8, "step_epochs": None, "gamma": 0.1}}}
     spec = StepSpec(0, 2, samples, None, False, tmp_path, [0])
     hooks = []
-    hooks.append(PeriodicCheckpoint(hooks, dict))
+    hooks.append(PeriodicCheckpoint(tmp_path / "last.pth", hooks, dict))
     trainer = StepTrainer(Line(), BreaksAt(at), spec, cfg, torch.device("cpu"), hooks)
     with pytest.raises(TrainingError, match=f"non-finite loss 'bad' at step 0, epoch 1, iteration {at - 1};"):
         trainer.run()
