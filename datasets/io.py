@@ -92,10 +92,11 @@ def read_xyz(path: str | Path) -> np.ndarray:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """Read a ground-truth mask stored as a single-channel 0/255 image.
+    """Read a ground-truth mask stored as a single-channel image.
 
     Args:
-        path: 8-bit (or 16-bit) single-channel PNG; any value above half the range counts as defect.
+        path: 8-bit (or 16-bit) single-channel PNG; every non-zero pixel counts as defect (MVTec stores 255,
+            VisA the defect's id 1, 2, ...).
 
     Returns:
         ``bool`` array ``(H, W)``.
@@ -111,7 +112,7 @@ def read_mask(path: str | Path) -> np.ndarray:
         raise DataError(f"mask must have a single channel, found shape {mask.shape}: {path}")
     if mask.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
         raise DataError(f"mask must be 8-bit or 16-bit, found {mask.dtype}: {path}")
-    return mask > np.iinfo(mask.dtype).max // 2
+    return mask > 0
 
 
 def _write_encoded(path: Path, image: np.ndarray) -> None:

@@ -6,8 +6,8 @@ sorted order):
 * ``.../rgb/NAME.png`` pairs with ``.../xyz/NAME.tiff`` (the MVTec 3D-AD layout);
 * any other ``NAME.png`` pairs with ``NAME.tiff`` beside it.
 
-``.tif`` is accepted for ``.tiff``, and ``.jpg``/``.jpeg``/``.bmp`` for ``.png``. Images inside ``gt/``
-(ground-truth masks) and ``xyz/`` folders are not inputs.
+``.tif`` is accepted for ``.tiff``, and ``.jpg``/``.jpeg``/``.bmp`` for ``.png``. Images inside ``xyz/`` and
+ground-truth mask folders (``gt/``, MVTec AD's ``ground_truth/``, VisA's ``Masks/``) are not inputs.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["IMAGE_SUFFIXES", "ScanInput", "find_scans"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _CLOUD_SUFFIXES = (".tiff", ".tif")
-_NOT_INPUT_FOLDERS = {"gt", "xyz"}
+_NOT_INPUT_FOLDERS = {"gt", "ground_truth", "Masks", "xyz"}
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ LayoutScan = Callable[[Path], tuple[list[dict], list[dict]]]
 _LAYOUT_MODULES = {
     "mvtec3d": "datasets.layouts.mvtec3d",
     "mvtec_ad": "datasets.layouts.mvtec_ad",
+    "visa": "datasets.layouts.visa",
 }
 
 _SCANNERS: dict[str, LayoutScan] = {}

@@ -86,7 +86,7 @@ def test_load_config_missing_file_and_cycle(tmp_path):
 
 def test_every_experiment_config_loads():
     configs = sorted((REPO / "experiments").glob("*/*/config.yaml"))
-    assert len(configs) == 15
+    assert len(configs) == 22
     for path in configs:
         cfg = load_config(path)
         classes = [c for s in cfg["incremental"]["steps"] for c in s["classes"]]
@@ -100,11 +100,39 @@ RELEASE_EPOCHS = {"10_0_with_0_step": [1000], "9_1_with_1_step": [1000, 1000], "
 @pytest.mark.parametrize("dataset", ["MVTec_3DAD", "Eyecandies"])
 @pytest.mark.parametrize(("setting", "epochs"), RELEASE_EPOCHS.items())
 def test_real_data_configs_run_the_release_update_and_schedule(dataset, setting, epochs):
-    cfg = load_config(REPO / "experiments" / dataset / setting / "config.yaml")
+    check_release_config(REPO / "experiments" / dataset / setting / "config.yaml", epochs)
+
+
+def check_release_config(path, epochs):
+    cfg = load_config(path)
     assert cfg["incremental"]["regularizer"] == {"type": "iuf", "alpha": 0.05, "lr": 1.0}
     assert [s["epochs"] for s in cfg["incremental"]["steps"]] == epochs
     assert (cfg["dataset"]["batch_size"], cfg["trainer"]["clip_grad_norm"]) == (24, 0.1)
     assert cfg["trainer"]["scheduler"]["step_epochs"] == 800
+    return cfg
+
+
+#: IUF's release, per-step epochs (its running max_epoch differenced; slips of the release as the configs say).
+IUF_2D_EPOCHS = {
+    ("MVTec_AD", "14_1_with_1_step"): [1601, 2899],
+    ("MVTec_AD", "10_5_with_1_step"): [1901, 99],
+    ("MVTec_AD", "3_3_with_4_step"): [500, 501, 199, 200, 200],
+    ("MVTec_AD", "10_1_with_5_step"): [1901, 199, 200, 200, 200, 200],
+    ("VisA", "11_1_with_1_step"): [1701, 599],
+    ("VisA", "8_4_with_1_step"): [2000, 1000],
+    ("VisA", "8_1_with_4_step"): [2000, 300, 300, 300, 201],
+}
+
+
+@pytest.mark.parametrize(("dataset", "setting"), IUF_2D_EPOCHS)
+def test_2d_configs_are_rgb_only_with_iufs_settings(dataset, setting):
+    path = REPO / "experiments" / dataset / setting / "config.yaml"
+    cfg = check_release_config(path, IUF_2D_EPOCHS[dataset, setting])
+    assert cfg["model"]["modalities"] == ["rgb"] and cfg["dataset"]["layout"] == dataset.lower()
+    steps = [len(s["classes"]) for s in cfg["incremental"]["steps"]]
+    base, size, count = (int(part) for part in setting.replace("_with_", "_").split("_")[:3])
+    assert steps == [base] + [size] * count
+    assert sum(steps) == {"MVTec_AD": 15, "VisA": 12}[dataset]
 
 
 @pytest.mark.parametrize("epochs", [0, 1.5, True, "10"])
