@@ -3,12 +3,15 @@
 At the end of every step the model scores the step's held-out training normals
 (``trainer.val_fraction`` of each class's training images, which never train); their image scores are
 stored per class in the checkpoint (:func:`normal_score_statistics`). ``tools/predict.py`` calls an
-input anomalous when its image score exceeds its predicted class's threshold, by default the
-``DEFAULT_QUANTILE`` quantile of that class's held-out normal scores (:func:`class_threshold`): on
-normals like the held-out ones that flags about ``1 - quantile`` of the parts (the false-alarm
-rate), up to the sampling error of the few held-out images (with ``n`` of them, the highest score
-already sits near the ``n / (n + 1)`` quantile). :func:`calibrate_step` does both fits of a step: the
-fused map's statistics (``model.map_fusion: normal_zmax``), then the stored scores.
+input anomalous when its image score exceeds its predicted class's :class:`DecisionThreshold`
+(:func:`decision_thresholds`): the conformal rank ``k = ⌈(n + 1)·q⌉`` of ``n`` held-out scores, which a new
+normal exceeds with probability ``1 − k / (n + 1) ≤ 1 − q`` when it is exchangeable with them. Where the
+image scores share one scale (``model.map_fusion: normal_zmax`` standardises each class's map against its
+own held-out normals) the classes' scores are pooled, so ``n`` is the number of held-out normals of all
+classes; otherwise each class has its own ``n``. When ``n`` is too small for the asked rate (``k > n``) the
+highest score is the threshold and its rate ``1 / (n + 1)`` is what is reported, never ``1 − q``.
+:func:`calibrate_step` does both fits of a step: the fused map's statistics (``normal_zmax``), then the stored
+scores.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,12 +31,13 @@ from torch.utils.data import Dataset
 from engine.evaluator import score_dataset
 from utils.dist import broadcast_object
 
-__all__ = ["DEFAULT_QUANTILE", "normal_score_statistics", "normal_map_statistics", "class_threshold", "fit_map_fusion",
-           "calibrate_step"]
+__all__ = ["DEFAULT_QUANTILE", "DecisionThreshold", "normal_score_statistics", "normal_map_statistics",
+           "conformal_threshold", "decision_thresholds", "fit_map_fusion", "calibrate_step"]
 
 LOGGER = logging.getLogger(__name__)
 
-DEFAULT_QUANTILE = 0.99
+#: The asked false-alarm rate is 1 − this; chosen on the development copy (docs/method.md, decision thresholds).
+DEFAULT_QUANTILE = 0.95
 
 
 def normal_score_statistics(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -97,18 +102,53 @@ def _statistics(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def class_threshold(statistics: Mapping[str, Any], quantile: float = DEFAULT_QUANTILE) -> float:
-    """The decision threshold of one class: the ``quantile`` of its held-out normal scores (linear interpolation).
+@dataclass(frozen=True)
+class DecisionThreshold:
+    """An image-score threshold and the false-alarm rate it keeps.
+
+    Attributes:
+        value: the threshold; a score above it is anomalous.
+        false_alarm: the expected share of normals like the held-out ones that score above it, ``1 − k / (n + 1)``.
+        n: the held-out normal scores it was taken from.
+        pooled: whether those are the scores of every class (one scale) or of the class alone.
+    """
+
+    value: float
+    false_alarm: float
+    n: int
+    pooled: bool
+
+
+def conformal_threshold(scores: Sequence[float], quantile: float = DEFAULT_QUANTILE,
+                        pooled: bool = False) -> DecisionThreshold:
+    """The ``k = ⌈(n + 1)·quantile⌉``-th smallest of ``n`` scores (the highest one when ``k > n``).
 
     Raises:
-        ValueError: ``quantile`` outside [0, 1] or no stored score.
+        ValueError: ``quantile`` outside [0, 1] or no score.
     """
     if not 0.0 <= quantile <= 1.0:
         raise ValueError(f"quantile must be in [0, 1], got {quantile}")
-    scores = statistics.get("scores") or []
-    if not scores:
+    if not len(scores):
         raise ValueError("no held-out normal score stored for this class")
-    return float(np.quantile(np.asarray(scores, dtype=np.float64), quantile))
+    n = len(scores)
+    rank = min(n, max(1, math.ceil(round((n + 1) * quantile, 9))))
+    return DecisionThreshold(float(sorted(scores)[rank - 1]), 1.0 - rank / (n + 1), n, pooled)
+
+
+def decision_thresholds(normal_scores: Mapping[str, Mapping[str, Any]], classes: Sequence[str], quantile: float,
+                        pooled: bool) -> dict[str, DecisionThreshold]:
+    """Each class's threshold: from the held-out scores of every class in ``classes`` (``pooled``) or its own.
+
+    Args:
+        normal_scores: class → :func:`normal_score_statistics` entry (its ``scores``).
+        classes: the classes to decide for; each must be in ``normal_scores``.
+        quantile: ``1 −`` the asked false-alarm rate.
+        pooled: pool the classes' scores (they share one scale, ``model.map_fusion: normal_zmax``).
+    """
+    if pooled:
+        shared = conformal_threshold([s for c in classes for s in normal_scores[c]["scores"]], quantile, True)
+        return {c: shared for c in classes}
+    return {c: conformal_threshold(normal_scores[c]["scores"], quantile) for c in classes}
 
 
 def fit_map_fusion(model: nn.Module, fitted: Mapping[str, Mapping[str, tuple[float, float]]], new_classes: list[str],

@@ -2,7 +2,10 @@
 
 ``<output>/predictions.csv`` and ``predictions.jsonl`` (one row per predicted input, :data:`COLUMNS`),
 ``skipped.csv`` (``path``, ``reason``: inputs that could not be read), and per input
-``maps/<name>.tiff`` (float32 anomaly map at the input's resolution) and ``overlays/<name>.png``.
+``maps/<name>.tiff`` (float32 anomaly map at the input's resolution), ``overlays/<name>.png`` and, for an
+input given with its point cloud, ``clouds/<name>.ply`` (its valid points coloured by the map,
+:mod:`utils.anomaly_cloud`; none for a cloud without valid point). The ``cloud`` column is empty for
+inputs without a PLY.
 Everything is written into ``<output>.partial`` and moved to ``<output>`` by :meth:`PredictionReport.close`,
 so an interrupted run never leaves a half-written predictions folder behind.
 """
@@ -20,13 +23,14 @@ import numpy as np
 import tifffile
 
 from datasets.scan_folder import ScanInput
+from utils.anomaly_cloud import write_anomaly_cloud
 from utils.errors import ConfigError
 
 __all__ = ["COLUMNS", "PredictionReport"]
 
 COLUMNS = (
-    "path", "xyz", "class", "class_probability", "score", "threshold", "decision", "score_rgb", "score_depth",
-    "map", "overlay",
+    "path", "xyz", "class", "class_probability", "score", "threshold", "false_alarm_rate", "decision", "score_rgb",
+    "score_depth", "map", "overlay", "cloud",
 )
 
 
@@ -51,15 +55,29 @@ class PredictionReport:
         self.rows: list[dict[str, Any]] = []
         self.skipped: list[dict[str, str]] = []
 
-    def add(self, scan: ScanInput, row: dict[str, Any], amap: np.ndarray, overlay_png: bytes) -> None:
-        """Record one prediction: ``row`` holds the :data:`COLUMNS` except path, xyz, map and overlay."""
+    def add(self, scan: ScanInput, row: dict[str, Any], amap: np.ndarray, overlay_png: bytes,
+            xyz: np.ndarray | None, vmax: float) -> None:
+        """Record one prediction.
+
+        Args:
+            scan: the input.
+            row: the :data:`COLUMNS` except path, xyz, map, overlay and cloud.
+            amap: ``(H, W)`` float anomaly map at the input's resolution.
+            overlay_png: the overlay picture's PNG bytes.
+            xyz: ``(H, W, 3)`` point cloud in metres to write coloured by ``amap`` (if it has a valid point),
+                or ``None`` for no PLY.
+            vmax: the overlay's hottest map value, the PLY's too.
+        """
         map_name, overlay_name = f"maps/{scan.name}.tiff", f"overlays/{scan.name}.png"
         for name in (map_name, overlay_name):
             (self.staging / name).parent.mkdir(parents=True, exist_ok=True)
         tifffile.imwrite(self.staging / map_name, np.ascontiguousarray(amap, dtype=np.float32))
         (self.staging / overlay_name).write_bytes(overlay_png)
+        cloud_name = f"clouds/{scan.name}.ply" if xyz is not None else ""
+        if xyz is not None and not write_anomaly_cloud(self.staging / cloud_name, xyz, amap, vmax):
+            cloud_name = ""  # no valid point, no file
         full = {"path": str(scan.rgb), "xyz": str(scan.xyz) if scan.xyz else "", **row,
-                "map": map_name, "overlay": overlay_name}
+                "map": map_name, "overlay": overlay_name, "cloud": cloud_name}
         self.rows.append({key: full.get(key, "") for key in COLUMNS})
 
     def skip(self, scan: ScanInput, reason: str) -> None:

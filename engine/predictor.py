@@ -8,12 +8,19 @@ pretrained weights: the checkpoint holds them, so no hub and no weight package i
 No class label is needed: the predicted class is the prototype router's with class adapters (the
 class whose adapters scored the input), else the object classifier's (the conditioners' heads,
 softmax averaged over the modalities; IB fusion's teacher head without a conditioner); it picks the
-threshold of that class.
+threshold of that class (:class:`DecisionRule`: conformal thresholds of :mod:`engine.calibration`, pooled over
+the classes when the fused map is standardised per class, each with the false-alarm rate it keeps).
+
+With clouds on, every input with a point cloud keeps it for its PLY (:mod:`utils.anomaly_cloud`), coloured by the
+same full-resolution map and colour scale as its overlay; a model without depth reads the cloud only for that,
+so a broken cloud then costs the input its PLY (with a warning), never its prediction.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +30,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from datasets.io import read_xyz
 from datasets.rgbd_dataset import model_inputs, read_rgbd_pair
 from datasets.scan_folder import ScanInput
 from engine.batch import autocast
-from engine.calibration import class_threshold
+from engine.calibration import DEFAULT_QUANTILE, DecisionThreshold, decision_thresholds
 from engine.checkpoint import architecture_fingerprint, load_checkpoint
 from engine.prediction_report import PredictionReport
 from engine.run_folder import RunFolder
@@ -38,9 +46,11 @@ from utils.errors import CheckpointError, ConfigError, DataError
 from utils.vis import prediction_overlay
 
 __all__ = [
-    "TrainedRun", "LoadedScan", "load_trained_run", "check_thresholds", "load_scan", "score_batch", "decide",
+    "TrainedRun", "LoadedScan", "DecisionRule", "load_trained_run", "decision_rule", "load_scan", "score_batch",
     "predict_scans", "stack_inputs",
 ]
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass
@@ -164,8 +174,57 @@ def score_batch(run: TrainedRun, inputs: dict[str, torch.Tensor]) -> dict[str, n
     return scores
 
 
-def check_thresholds(run: TrainedRun, threshold: float | None, quantile: float) -> None:
-    """Refuse, before any input is read, a run whose decisions cannot be made without ``--threshold``.
+@dataclass(frozen=True)
+class DecisionRule:
+    """How inputs are decided: each class's threshold from held-out normals, or one ``--threshold`` for all.
+
+    Attributes:
+        thresholds: class → :class:`engine.calibration.DecisionThreshold` (empty with ``fixed``).
+        fixed: ``--threshold``, or ``None``.
+        quantile: ``1 −`` the asked false-alarm rate.
+    """
+
+    thresholds: dict[str, DecisionThreshold]
+    fixed: float | None = None
+    quantile: float = DEFAULT_QUANTILE
+
+    def decide(self, clsname: str | None, score: float) -> tuple[float, float | None, str]:
+        """``(threshold, the false-alarm rate it keeps or None, "anomalous" | "normal")`` of one input."""
+        if self.fixed is not None:
+            return self.fixed, None, "anomalous" if score > self.fixed else "normal"
+        if clsname not in self.thresholds:
+            raise CheckpointError(f"no held-out normal scores for class {clsname!r}: pass --threshold")
+        threshold = self.thresholds[clsname]
+        return threshold.value, threshold.false_alarm, "anomalous" if score > threshold.value else "normal"
+
+    def summary(self) -> str:
+        """One line: where the thresholds come from and the false-alarm rate they keep."""
+        if self.fixed is not None:
+            return f"threshold {self.fixed:g} for every class (--threshold: false-alarm rate unknown)"
+        values = list(self.thresholds.values())
+        rates = sorted({round(100 * t.false_alarm, 1) for t in values})
+        kept = f"{rates[0]}%" if len(rates) == 1 else f"{rates[0]}-{rates[-1]}%"
+        source = (f"pooled over the {values[0].n} held-out normals of {len(values)} classes" if values[0].pooled
+                  else f"per class from {min(t.n for t in values)}-{max(t.n for t in values)} held-out normals")
+        return f"thresholds {source}: expected false-alarm rate {kept} (asked {100 * (1 - self.quantile):.1f}%)"
+
+    def shortfall(self) -> str | None:
+        """A warning when too few held-out normals keep a lower false-alarm rate than asked, else ``None``."""
+        short = [t for t in self.thresholds.values() if t.false_alarm > 1 - self.quantile + 1e-9]
+        if not short:
+            return None
+        needed = math.ceil(self.quantile / (1 - self.quantile) - 1e-9) if self.quantile < 1 else "infinitely many"
+        worst = max(short, key=lambda t: t.false_alarm)
+        return (f"the asked false-alarm rate {100 * (1 - self.quantile):.1f}% needs at least {needed} held-out normals "
+                f"per threshold; with {worst.n} the highest of their scores is the threshold and it keeps "
+                f"{100 * worst.false_alarm:.1f}% (lower --quantile, or hold out more: trainer.val_fraction)")
+
+
+def decision_rule(run: TrainedRun, threshold: float | None, quantile: float) -> DecisionRule:
+    """The run's decision rule, refused before any input is read when it cannot be made without ``--threshold``.
+
+    Thresholds are pooled over the classes when the model standardises each class's fused map against its
+    held-out normals (``model.map_fusion: normal_zmax``): their image scores then share one scale.
 
     Raises:
         CheckpointError: no ``threshold``, and a class lacks stored normal scores or the model has no class head.
@@ -174,7 +233,7 @@ def check_thresholds(run: TrainedRun, threshold: float | None, quantile: float) 
     if not 0.0 <= quantile <= 1.0:
         raise ConfigError(f"--quantile must be in [0, 1], got {quantile}")
     if threshold is not None:
-        return
+        return DecisionRule({}, float(threshold), quantile)
     missing = [c for c in run.classes if c not in run.normal_scores]
     if missing:
         raise CheckpointError(
@@ -184,25 +243,8 @@ def check_thresholds(run: TrainedRun, threshold: float | None, quantile: float) 
     if run.model.router is None and not any(isinstance(m, GrowingClassifier) for m in run.model.modules()):
         raise CheckpointError(f"the model of {run.checkpoint} has no class head to pick a class's threshold: "
                               "pass --threshold")
-
-
-def decide(
-    run: TrainedRun, clsname: str | None, score: float, threshold: float | None, quantile: float
-) -> tuple[float, str]:
-    """The threshold of one input and its decision, ``"anomalous"`` (score > threshold) or ``"normal"``.
-
-    ``threshold`` (``--threshold``) overrides the class's own, the ``quantile`` of its held-out normal scores.
-
-    Raises:
-        CheckpointError: no ``threshold`` and no stored normal scores for ``clsname``.
-    """
-    if threshold is None:
-        statistics = run.normal_scores.get(clsname) if clsname is not None else None
-        if statistics is None:
-            raise CheckpointError(f"{run.checkpoint} holds no held-out normal scores for class {clsname!r}: "
-                                  "pass --threshold")
-        threshold = class_threshold(statistics, quantile)
-    return float(threshold), "anomalous" if score > threshold else "normal"
+    pooled = run.model.map_fusion is not None
+    return DecisionRule(decision_thresholds(run.normal_scores, run.classes, quantile, pooled), None, quantile)
 
 
 @dataclass
@@ -212,17 +254,37 @@ class LoadedScan:
     scan: ScanInput
     rgb: np.ndarray  # (H, W, 3) uint8 at the input's resolution
     inputs: dict[str, torch.Tensor]  # modality → (3, S, S), the model's modalities
+    xyz: np.ndarray | None = None  # (H, W, 3) float32 metres, kept for the input's PLY (None: no PLY)
 
 
-def load_scan(run: TrainedRun, scan: ScanInput) -> LoadedScan:
-    """Read and preprocess one input as in training; DataError names what is wrong with it."""
+def _cloud_for_ply(scan: ScanInput, size: tuple[int, int]) -> np.ndarray | None:
+    """The cloud of an input to a model without depth, read only for its PLY: None, with a warning, if unusable."""
+    try:
+        xyz = read_xyz(scan.xyz)
+    except DataError as exc:
+        LOGGER.warning("no PLY for %s: %s", scan.rgb, exc)
+        return None
+    if xyz.shape[:2] != size:
+        LOGGER.warning("no PLY for %s: xyz size %s of %s differs from the image's %s", scan.rgb, xyz.shape[:2],
+                       scan.xyz, size)
+        return None
+    return xyz
+
+
+def load_scan(run: TrainedRun, scan: ScanInput, with_cloud: bool = False) -> LoadedScan:
+    """Read and preprocess one input as in training; DataError names what is wrong with it.
+
+    ``with_cloud`` keeps the input's point cloud (if it has one) in :attr:`LoadedScan.xyz` for its PLY.
+    """
     if run.uses_depth and scan.xyz is None:
         raise DataError(f"no point cloud for {scan.rgb}: expected ../xyz/{scan.rgb.stem}.tiff (MVTec 3D-AD layout) "
                         f"or {scan.rgb.stem}.tiff beside the image")
     rgb, xyz = read_rgbd_pair(scan.rgb, scan.xyz if run.uses_depth else None)
     backbone = run.model.backbone
     inputs = model_inputs(rgb, xyz, run.model.image_size, backbone.input_mean, backbone.input_std, scan.xyz)
-    return LoadedScan(scan, rgb, inputs)
+    if with_cloud and xyz is None and scan.xyz is not None:
+        xyz = _cloud_for_ply(scan, rgb.shape[:2])
+    return LoadedScan(scan, rgb, inputs, xyz if with_cloud else None)
 
 
 def stack_inputs(batch: list[LoadedScan]) -> dict[str, torch.Tensor]:
@@ -230,8 +292,7 @@ def stack_inputs(batch: list[LoadedScan]) -> dict[str, torch.Tensor]:
     return {m: torch.stack([item.inputs[m] for item in batch]) for m in batch[0].inputs}
 
 
-def _predict_batch(run: TrainedRun, batch: list[LoadedScan], report: PredictionReport, threshold: float | None,
-                   quantile: float) -> int:
+def _predict_batch(run: TrainedRun, batch: list[LoadedScan], report: PredictionReport, rule: DecisionRule) -> int:
     """Score, decide and record a batch; returns how many were anomalous."""
     scores = score_batch(run, stack_inputs(batch))
     mean, std = run.model.backbone.input_mean[0], run.model.backbone.input_std[0]
@@ -239,25 +300,28 @@ def _predict_batch(run: TrainedRun, batch: list[LoadedScan], report: PredictionR
     for i, item in enumerate(batch):
         clsname = run.classes[int(scores["class_index"][i])] if "class_index" in scores else None
         score = float(scores["score"][i])
-        limit, decision = decide(run, clsname, score, threshold, quantile)
+        limit, false_alarm, decision = rule.decide(clsname, score)
         anomalous += decision == "anomalous"
         height, width = item.rgb.shape[:2]
         amap = cv2.resize(scores["map"][i], (width, height), interpolation=cv2.INTER_LINEAR)
         depth = item.inputs["depth"][0].numpy() * std + mean if "depth" in item.inputs else None
         label = f"{decision} {score:.3g} / {limit:.3g} {clsname or ''}"  # score / threshold
         vmax = 2 * limit if limit > 0 else float(max(amap.max(), 1e-6))
-        row = {"class": clsname or "", "score": score, "threshold": limit, "decision": decision}
+        row = {"class": clsname or "", "score": score, "threshold": limit, "decision": decision,
+               "false_alarm_rate": "" if false_alarm is None else false_alarm}
         if "class_probability" in scores:
             row["class_probability"] = float(scores["class_probability"][i])
         row |= {key: float(scores[key][i]) for key in ("score_rgb", "score_depth") if key in scores}
         overlay = prediction_overlay(item.rgb, depth, amap, label, decision == "anomalous", vmax)
-        report.add(item.scan, row, amap, overlay)
+        report.add(item.scan, row, amap, overlay, item.xyz, vmax)
     return anomalous
 
 
 def predict_scans(run: TrainedRun, scans: list[ScanInput], report: PredictionReport, batch_size: int,
-                  threshold: float | None, quantile: float) -> dict[str, int]:
+                  rule: DecisionRule, clouds: bool = True) -> dict[str, int]:
     """Predict every input (unreadable ones are skipped and recorded with the reason).
+
+    ``clouds``: also write the PLY of every input with a point cloud (:meth:`PredictionReport.add`).
 
     Returns:
         ``{"predicted", "anomalous", "skipped"}`` counts.
@@ -266,12 +330,12 @@ def predict_scans(run: TrainedRun, scans: list[ScanInput], report: PredictionRep
     pending: list[LoadedScan] = []
     for position, scan in enumerate(tqdm(scans, desc="predicting", unit="image")):
         try:
-            pending.append(load_scan(run, scan))
+            pending.append(load_scan(run, scan, clouds))
         except DataError as exc:
             report.skip(scan, str(exc))
             counts["skipped"] += 1
         if pending and (len(pending) == batch_size or position == len(scans) - 1):
-            counts["anomalous"] += _predict_batch(run, pending, report, threshold, quantile)
+            counts["anomalous"] += _predict_batch(run, pending, report, rule)
             counts["predicted"] += len(pending)
             pending = []
     return counts

@@ -4,9 +4,18 @@
 ``NAME.tiff``, see :mod:`datasets.scan_folder`). Inputs must be prepared like the run's training data
 (e.g. the same background removal, ``A_ori_dataset_split/MVTec_3D-AD/preprocess.py``); resizing and
 normalisation are the run's own. Writes ``predictions.csv``/``.jsonl``, ``skipped.csv``, a float32
-TIFF map and an overlay PNG per input under ``--output`` (default ``RUN_DIR/predictions/<input name>``).
-An input is ``anomalous`` when its image score exceeds its predicted class's threshold: the
-``--quantile`` of that class's held-out training-normal scores (:mod:`engine.calibration`), or ``--threshold``.
+TIFF map and an overlay PNG per input under ``--output`` (default ``RUN_DIR/predictions/<input name>``),
+and for each input with a point cloud ``clouds/<name>.ply`` (unless ``--no-clouds``; column ``cloud``):
+the cloud's valid points (not (0, 0, 0)) at its full resolution with their exact xyz in metres, each with
+the value of the map upsampled bilinearly to that resolution (the TIFF's and the overlay's map) as the float
+vertex property ``anomaly``, coloured as on the overlay (JET from 0, blue, to twice the decision threshold,
+red; to the map's maximum for a threshold <= 0); binary little-endian, read by MeshLab, CloudCompare and
+Open3D. Inputs without a cloud, or with no valid point in it, get no PLY (the latter with a warning).
+An input is ``anomalous`` when its image score exceeds its predicted class's threshold
+(:mod:`engine.calibration`): the conformal ``--quantile`` rank of the held-out training normals' scores (pooled
+over the classes when the fused map is standardised per class), which keeps a false-alarm rate of at most
+``1 − quantile`` on normals like them; with too few of them the highest score, and a warning with the rate it
+keeps. Column ``false_alarm_rate`` and the summary line give that rate. ``--threshold`` sets one for all.
 
 Exit code: 0 when every input was predicted, 1 when some were skipped (listed in skipped.csv), 2 on an
 error that stops the run (missing run folder, no finished step, empty input folder, ...).
@@ -29,7 +38,7 @@ from datasets.scan_folder import find_scans  # noqa: E402
 from engine.batch import allow_tf32  # noqa: E402
 from engine.calibration import DEFAULT_QUANTILE  # noqa: E402
 from engine.prediction_report import PredictionReport  # noqa: E402
-from engine.predictor import check_thresholds, load_trained_run, predict_scans  # noqa: E402
+from engine.predictor import decision_rule, load_trained_run, predict_scans  # noqa: E402
 from utils.errors import ConfigError, IUMADError, report_error  # noqa: E402
 
 
@@ -43,9 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8, help="inputs per forward pass")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     parser.add_argument("--quantile", type=float, default=DEFAULT_QUANTILE,
-                        help=f"threshold = this quantile of the class's held-out normal scores ({DEFAULT_QUANTILE})")
+                        help=f"asked false-alarm rate = 1 - this, on normals like the held-out ({DEFAULT_QUANTILE})")
     parser.add_argument("--threshold", type=float, default=None, help="one image-score threshold for every class")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing predictions folder")
+    parser.add_argument("--no-clouds", dest="clouds", action="store_false",
+                        help="write no clouds/<name>.ply (point clouds coloured by the map)")
     return parser.parse_args(argv)
 
 
@@ -64,18 +75,20 @@ def main(argv: list[str] | None = None) -> int:
         device = _device(args.device)
         allow_tf32(device)
         run = load_trained_run(args.run, args.step, device)
-        check_thresholds(run, args.threshold, args.quantile)
+        rule = decision_rule(run, args.threshold, args.quantile)
         scans = find_scans(args.input)
         output = Path(args.output) if args.output else Path(args.run) / "predictions" / Path(args.input).stem
         report = PredictionReport(output, args.overwrite)
         start = time.perf_counter()
-        counts = predict_scans(run, scans, report, args.batch_size, args.threshold, args.quantile)
+        counts = predict_scans(run, scans, report, args.batch_size, rule, args.clouds)
         report.close()
     except IUMADError as exc:
         return report_error(exc)
     rate = counts["predicted"] / max(time.perf_counter() - start, 1e-9)
     print(f"predicted {counts['predicted']} images with step {run.step}: {counts['anomalous']} anomalous, "
-          f"{counts['skipped']} skipped, {rate:.1f} images/s -> {output}")
+          f"{counts['skipped']} skipped, {rate:.1f} images/s -> {output}\n{rule.summary()}")
+    if rule.shortfall():
+        print(f"warning: {rule.shortfall()}", file=sys.stderr)
     if counts["skipped"]:
         print(f"skipped inputs and the reasons: {output / 'skipped.csv'}", file=sys.stderr)
     return 1 if counts["skipped"] else 0

@@ -19,8 +19,8 @@ import numpy as np
 from utils.fileio import atomic_write_bytes
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "denormalize_image", "prediction_overlay", "save_anomaly_figure",
-    "plot_step_curves",
+    "IMAGENET_MEAN", "IMAGENET_STD", "anomaly_colours", "denormalize_image", "prediction_overlay",
+    "save_anomaly_figure", "plot_step_curves",
 ]
 
 LOGGER = logging.getLogger(__name__)
@@ -172,6 +172,30 @@ def save_anomaly_figure(
     return atomic_write_bytes(target, encoded.tobytes())
 
 
+def anomaly_colours(values: Any, vmax: float) -> np.ndarray:
+    """The colours of anomaly-map values on the prediction overlay's scale: JET from 0 (blue) to ``vmax`` (red).
+
+    Values are clipped to [0, ``vmax``] and quantised to 256 levels, exactly as :func:`prediction_overlay`
+    draws them (NaN is drawn as 0), so a point cloud coloured with this matches the overlay picture.
+
+    Args:
+        values: float map values of any shape ``(...)``, e.g. an ``(H, W)`` map or ``(N,)`` per-point values.
+        vmax: map value drawn as the hottest colour.
+
+    Returns:
+        ``(..., 3)`` uint8 RGB colours.
+
+    Raises:
+        ValueError: ``vmax`` not positive.
+    """
+    if not vmax > 0:
+        raise ValueError(f"vmax must be positive, found {vmax}")
+    flat = _to_numpy(values).astype(np.float64)
+    levels = _scale_to_uint8(flat.reshape(-1, 1), 0.0, vmax)  # (N, 1): applyColorMap wants an image
+    bgr = cv2.applyColorMap(levels, cv2.COLORMAP_JET)  # (N, 1, 3) BGR
+    return np.ascontiguousarray(bgr[:, 0, ::-1]).reshape(*flat.shape, 3)
+
+
 def _corner_label(image: np.ndarray, text: str, colour: tuple[int, int, int]) -> None:
     """Draw ``text`` on a filled black box in the top-left corner of a BGR ``image`` (in place)."""
     ascii_text = text.encode("ascii", "replace").decode("ascii")
@@ -192,19 +216,18 @@ def prediction_overlay(rgb: Any, depth: Any | None, amap: Any, label: str, anoma
         amap: (H, W) float anomaly map at the input's resolution.
         label: text drawn in the top-left corner (decision and score), red when ``anomalous``, green otherwise.
         anomalous: the decision.
-        vmax: map value drawn as the hottest colour (0 is the coldest); e.g. twice the threshold.
+        vmax: map value drawn as the hottest colour (0 is the coldest, :func:`anomaly_colours`); e.g. twice
+            the threshold.
 
     Raises:
         ValueError: wrong shapes, or ``vmax`` not positive.
     """
-    rgb_arr, map_arr = _checked_rgb(rgb), _to_numpy(amap).astype(np.float64)
+    rgb_arr, map_arr = _checked_rgb(rgb), _to_numpy(amap)
     height, width = rgb_arr.shape[:2]
     if map_arr.shape != (height, width):
         raise ValueError(f"amap: expected shape ({height}, {width}) like rgb, found {map_arr.shape}")
-    if not vmax > 0:
-        raise ValueError(f"vmax must be positive, found {vmax}")
     bgr = np.ascontiguousarray(rgb_arr[:, :, ::-1])
-    heat = cv2.applyColorMap(_scale_to_uint8(map_arr, 0.0, vmax), cv2.COLORMAP_JET)
+    heat = np.ascontiguousarray(anomaly_colours(map_arr, vmax)[:, :, ::-1])  # RGB -> BGR
     panels = [cv2.addWeighted(bgr, 1.0 - _OVERLAY_ALPHA, heat, _OVERLAY_ALPHA, 0.0)]
     if depth is not None:
         depth_arr = cv2.resize(_to_numpy(depth).astype(np.float32), (width, height), interpolation=cv2.INTER_NEAREST)

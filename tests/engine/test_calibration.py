@@ -1,9 +1,14 @@
-"""Decision thresholds from held-out normal scores: statistics, the quantile rule, refusals."""
+"""Decision thresholds from held-out normal scores: statistics, the conformal rule, pooling, refusals."""
 
 import numpy as np
 import pytest
 
-from engine.calibration import DEFAULT_QUANTILE, class_threshold, normal_map_statistics, normal_score_statistics
+from engine.calibration import (
+    conformal_threshold,
+    decision_thresholds,
+    normal_map_statistics,
+    normal_score_statistics,
+)
 
 
 def _records(scores: dict[str, list[float]]) -> list[dict]:
@@ -26,26 +31,48 @@ def test_statistics_per_class_sorted_with_modalities():
 
 
 @pytest.mark.parametrize(
-    ("scores", "quantile", "expected"),
+    ("n", "quantile", "rank", "false_alarm"),
     [
-        ([0.1, 0.2, 0.3], 1.0, 0.3),
-        ([0.1, 0.2, 0.3], 0.5, 0.2),
-        ([0.1, 0.2, 0.3], 0.0, 0.1),
-        ([0.0, 1.0], 0.25, 0.25),  # linear interpolation between order statistics
-        ([5.0], DEFAULT_QUANTILE, 5.0),
+        (9, 0.9, 9, 0.1),  # ⌈10·0.9⌉ = 9: the highest of 9 keeps exactly 10 %
+        (29, 0.9, 27, 0.1),  # ⌈30·0.9⌉ = 27 (no float round-up to 28)
+        (30, 0.95, 30, 1 / 31),
+        (3, 0.99, 3, 0.25),  # too few for 1 %: the highest, and the 25 % it really keeps
+        (4, 0.5, 3, 0.4),
+        (5, 0.0, 1, 5 / 6),
     ],
 )
-def test_threshold_is_the_quantile_of_normal_scores(scores, quantile, expected):
-    assert class_threshold({"scores": scores}, quantile) == pytest.approx(expected)
+def test_the_threshold_is_the_conformal_rank_and_says_its_rate(n, quantile, rank, false_alarm):
+    scores = list(np.random.default_rng(n).permutation(np.arange(1.0, n + 1)))
+    threshold = conformal_threshold(scores, quantile)
+    assert (threshold.value, threshold.n) == (float(rank), n)
+    assert threshold.false_alarm == pytest.approx(false_alarm)
+    assert threshold.false_alarm <= max(1 - quantile, 1 / (n + 1))
+
+
+def test_the_rate_holds_on_new_normals_like_the_held_out_ones():
+    rng = np.random.default_rng(0)
+    rates = []
+    for _ in range(400):
+        threshold = conformal_threshold(rng.normal(size=19), 0.9)
+        rates.append(np.mean(rng.normal(size=200) > threshold.value))
+    assert np.mean(rates) == pytest.approx(0.1, abs=0.015)
+
+
+def test_pooled_thresholds_share_the_scores_of_every_class():
+    stats = {"a": {"scores": [1.0, 2.0]}, "b": {"scores": [3.0]}, "c": {"scores": [9.0]}}
+    own = decision_thresholds(stats, ["a", "b"], 0.5, pooled=False)
+    assert (own["a"].value, own["b"].value, own["a"].pooled) == (2.0, 3.0, False)
+    pooled = decision_thresholds(stats, ["a", "b"], 0.5, pooled=True)
+    assert pooled["a"] == pooled["b"] and (pooled["a"].value, pooled["a"].n, pooled["a"].pooled) == (2.0, 3, True)
 
 
 @pytest.mark.parametrize(
-    ("statistics", "quantile", "message"),
-    [({"scores": [0.1]}, 1.5, "quantile must be in"), ({"scores": []}, 0.9, "no held-out normal score")],
+    ("scores", "quantile", "message"),
+    [([0.1], 1.5, "quantile must be in"), ([], 0.9, "no held-out normal score")],
 )
-def test_threshold_refusals(statistics, quantile, message):
+def test_threshold_refusals(scores, quantile, message):
     with pytest.raises(ValueError, match=message):
-        class_threshold(statistics, quantile)
+        conformal_threshold(scores, quantile)
 
 
 def test_defective_record_is_refused():

@@ -1,5 +1,6 @@
 """tools/predict.py on a tiny trained run: it reproduces the evaluator, decides with stored thresholds,
-writes its files, skips bad inputs without losing the others, and refuses what it cannot trust."""
+writes its files (point clouds coloured by the map included), skips bad inputs without losing the others,
+and refuses what it cannot trust."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 import tifffile
 import torch
 import yaml
+from plyfile import PlyData
 
 from datasets import RGBDDataset, read_meta
 from datasets.io import write_xyz
@@ -101,6 +103,34 @@ def test_output_files_and_sizes(predicted_tests, trained_run):
     assert overlay.shape == (64, 64 + 4 + 64, 3)  # heat map over RGB | gap | depth
     assert (out / "skipped.csv").read_text().strip() == "path,reason"
     assert _tree_digest(trained_run, "predictions") == before  # nothing else in the run folder changed
+
+
+def _cloud(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 3)`` coordinates and ``(N,)`` anomaly values of a written PLY."""
+    vertices = PlyData.read(str(path))["vertex"].data
+    return np.stack([vertices["x"], vertices["y"], vertices["z"]], axis=1), vertices["anomaly"]
+
+
+def test_clouds_hold_the_valid_points_coloured_by_the_map(predicted_tests):
+    _, out, _ = predicted_tests
+    rows = _rows(out)
+    written = sorted(p.relative_to(out).as_posix() for p in (out / "clouds").rglob("*") if p.is_file())
+    assert written == sorted(r["cloud"] for r in rows) and all(w.endswith(".ply") for w in written)
+    for row in rows:
+        xyz = tifffile.imread(row["xyz"])
+        valid = (xyz != 0).any(axis=2)
+        assert 0 < valid.sum() < valid.size  # the synthetic scanner leaves holes
+        points, anomaly = _cloud(out / row["cloud"])
+        np.testing.assert_array_equal(points, xyz[valid])  # the cloud's own coordinates, full resolution
+        np.testing.assert_array_equal(anomaly, tifffile.imread(out / row["map"])[valid])  # the TIFF's map
+
+
+def test_no_clouds_writes_no_ply(trained_run, tiny_root, tmp_path):
+    out = tmp_path / "out"
+    args = ["--run", str(trained_run), "--input", str(tiny_root / "box" / "test"), "--output", str(out)]
+    assert predict([*args, "--no-clouds"]) == 0
+    assert not (out / "clouds").exists()
+    assert {r["cloud"] for r in _rows(out)} == {""} and len(_rows(out)) == 6
 
 
 def _bad_inputs(folder: Path, good: Path) -> dict[str, str]:
@@ -190,6 +220,24 @@ def test_old_checkpoint_predicts_with_a_given_threshold(trained_run, tiny_root, 
     assert {r["threshold"] for r in _rows(tmp_path / "o")} == {0.0}
 
 
+@pytest.mark.parametrize(("quantile", "warned"), [("0.95", True), ("0.4", False)])
+def test_decisions_say_the_false_alarm_rate_their_thresholds_keep(trained_run, tiny_root, tmp_path, capsys,
+                                                                  quantile, warned):
+    held_out = load_trained_run(trained_run, None, torch.device("cpu")).normal_scores
+    n = {stats["n"] for stats in held_out.values()}
+    assert len(n) == 1  # the same number of held-out normals per class: one expected rate
+    inputs, out = tiny_root / "ball" / "test" / "good", tmp_path / "out"
+    args = ["--run", str(trained_run), "--input", str(inputs), "--output", str(out), "--quantile", quantile]
+    assert predict(args) == 0
+    (n,) = n
+    rank = min(n, max(1, int(np.ceil((n + 1) * float(quantile)))))
+    expected = 1 - rank / (n + 1)
+    assert [r["false_alarm_rate"] for r in _rows(out)] == pytest.approx([expected] * len(_rows(out)))
+    captured = capsys.readouterr()
+    assert f"per class from {n}-{n} held-out normals: expected false-alarm rate {100 * expected:.1f}%" in captured.out
+    assert ("warning: the asked false-alarm rate" in captured.err) == warned
+
+
 def test_existing_output_needs_overwrite(trained_run, tiny_root, tmp_path, capsys):
     inputs, out = tiny_root / "box" / "test" / "good", tmp_path / "out"
     assert predict(["--run", str(trained_run), "--input", str(inputs), "--output", str(out)]) == 0
@@ -236,18 +284,33 @@ def test_with_class_adapters_the_router_names_the_class(tmp_path, tiny_root, mak
     assert {r["class_probability"] for r in rows} == {""}  # the router gives no probability
 
 
-def test_an_rgb_only_model_needs_no_point_cloud(tmp_path, tiny_root, make_config):
+def test_an_rgb_only_model_needs_no_point_cloud(tmp_path, tiny_root, make_config, capsys):
     cfg = make_config(tiny_root, [CLASSES])
     cfg["model"]["modalities"] = ["rgb"]
     cfg["evaluation"]["vis_per_class"] = 0
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert train(["--config", str(tmp_path / "config.yaml"), "--output", str(tmp_path / "run")]) == 0
     image = sorted((tiny_root / "ball" / "test" / "good" / "rgb").glob("*.png"))[0]
-    (tmp_path / "scans").mkdir()
-    shutil.copy(image, tmp_path / "scans" / "alone.png")  # no xyz partner anywhere
-    args = ["--run", str(tmp_path / "run"), "--input", str(tmp_path / "scans"), "--output", str(tmp_path / "out")]
-    assert predict(args) == 0
-    (row,) = _rows(tmp_path / "out")
-    assert row["xyz"] == "" and "score_depth" not in {k for k, v in row.items() if v != ""}
-    overlay = cv2.imread(str(tmp_path / "out" / row["overlay"]))
+    cloud = image.parent.parent / "xyz" / f"{image.stem}.tiff"
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for name in ("alone", "with_cloud", "broken_cloud", "empty_cloud"):
+        shutil.copy(image, scans / f"{name}.png")  # alone: no xyz partner anywhere
+    shutil.copy(cloud, scans / "with_cloud.tiff")
+    (scans / "broken_cloud.tiff").write_bytes(cloud.read_bytes()[:200])
+    write_xyz(scans / "empty_cloud.tiff", np.zeros((64, 64, 3), np.float32))
+    args = ["--run", str(tmp_path / "run"), "--input", str(scans), "--output", str(tmp_path / "out")]
+    assert predict(args) == 0  # the model needs no cloud: a broken one costs only its PLY
+    logged = "".join(capsys.readouterr())  # stdout: the handlers training set up; stderr: Python's last resort
+    rows = {Path(r["path"]).stem: r for r in _rows(tmp_path / "out")}
+    assert rows["alone"]["xyz"] == "" and "score_depth" not in {k for k, v in rows["alone"].items() if v != ""}
+    overlay = cv2.imread(str(tmp_path / "out" / rows["alone"]["overlay"]))
     assert overlay.shape == (64, 64, 3)  # the heat map over RGB only
+    assert rows["alone"]["cloud"] == rows["broken_cloud"]["cloud"] == rows["empty_cloud"]["cloud"] == ""
+    assert "no PLY for" in logged and "broken_cloud.png" in logged
+    assert "empty_cloud.ply" in logged and "no valid point" in logged
+    assert [p.name for p in (tmp_path / "out" / "clouds").iterdir()] == ["with_cloud.ply"]
+    points, anomaly = _cloud(tmp_path / "out" / rows["with_cloud"]["cloud"])
+    valid = (tifffile.imread(cloud) != 0).any(axis=2)
+    np.testing.assert_array_equal(points, tifffile.imread(cloud)[valid])
+    np.testing.assert_array_equal(anomaly, tifffile.imread(tmp_path / "out" / rows["with_cloud"]["map"])[valid])
