@@ -38,9 +38,6 @@ from utils.errors import IUMADError, report_error  # noqa: E402
 
 __all__ = ["Intrinsics", "convert_rgbd", "parse_args", "main"]
 
-LOGGER = logging.getLogger("convert_rgbd")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -74,10 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         intrinsics = intrinsics_from_flags(args.fx, args.fy, args.cx, args.cy)
-        out = convert_rgbd(args.rgb, args.depth, args.out, intrinsics, args.depth_scale, args.masks)
+        convert_rgbd(args.rgb, args.depth, args.out, intrinsics, args.depth_scale, args.masks)  # logs what it wrote
     except IUMADError as exc:
         return report_error(exc)
-    LOGGER.info("wrote %s", out)
     return 0
 
 
