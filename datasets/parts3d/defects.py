@@ -236,21 +236,21 @@ def _other_photo(rng: np.random.Generator, avoid: str) -> str:
 
 def _scratch(rng: np.random.Generator, surface: Surface, finish: Finish, pixel: float) -> Defect:
     anchor, normal = _anchor(rng, surface, 0.002)
-    length, angle, bow = rng.uniform(0.014, 0.024), rng.uniform(0.0, np.pi), rng.uniform(-0.25, 0.25)
+    length, angle, bow = rng.uniform(0.024, 0.038), rng.uniform(0.0, np.pi), rng.uniform(-0.25, 0.25)
     along = np.array([np.cos(angle), np.sin(angle)])
     across = np.array([-along[1], along[0]])
     s = np.linspace(-0.5, 0.5, _CURVE_POINTS)[:, None]
     curve = length * (s * along + bow * (1.0 - 4.0 * s**2) * across)
-    return Scratch(anchor, normal, curve, max(3e-4, 0.75 * pixel), pixel, bool(rng.random() < 0.5))
+    return Scratch(anchor, normal, curve, max(3e-4, 1.5 * pixel), pixel, bool(rng.random() < 0.5))
 
 
 def _deformation(rng: np.random.Generator, surface: Surface, finish: Finish, pixel: float) -> Defect:
     anchor, _ = _anchor(rng, surface, 0.002)
-    return Deformation(anchor, rng.uniform(0.007, 0.011), rng.uniform(0.002, 0.0035))
+    return Deformation(anchor, rng.uniform(0.012, 0.018), rng.uniform(0.003, 0.005))
 
 
 def _hole(rng: np.random.Generator, surface: Surface, finish: Finish, pixel: float) -> Defect:
-    radius = rng.uniform(0.0025, 0.004)
+    radius = rng.uniform(0.0045, 0.007)
     anchor, normal = _anchor(rng, surface, 0.6 * radius)
     return Hole(Ball(anchor + 0.45 * radius * normal, radius), rng.uniform(0.3, 0.45))
 
@@ -259,11 +259,11 @@ def _discoloration(rng: np.random.Generator, surface: Surface, finish: Finish, p
     anchor, _ = _anchor(rng, surface, 0.002)
     tint = _STAIN_TINTS[rng.integers(len(_STAIN_TINTS))]
     stain = Finish(_other_photo(rng, finish.photo), tint, 0.35, finish.texels_per_metre)
-    return Discoloration(anchor, rng.uniform(0.006, 0.010), rng.uniform(0.7, 0.95), stain)
+    return Discoloration(anchor, rng.uniform(0.010, 0.016), rng.uniform(0.7, 0.95), stain)
 
 
 def _foreign_object(rng: np.random.Generator, surface: Surface, finish: Finish, pixel: float) -> Defect:
-    radius = rng.uniform(0.0022, 0.0036)
+    radius = rng.uniform(0.004, 0.0065)
     anchor, normal = _anchor(rng, surface, 0.6 * radius)
     tint = _FOREIGN_TINTS[rng.integers(len(_FOREIGN_TINTS))]
     material = Finish(_other_photo(rng, finish.photo), tint, 0.3, 6000.0)
