@@ -31,8 +31,8 @@ class Light:
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> Light:
-        """Elevation 35–75°, any azimuth, intensity 0.75–1.15, ambient 0.15–0.30."""
-        elevation, azimuth = np.deg2rad(rng.uniform(35.0, 75.0)), rng.uniform(0.0, 2.0 * np.pi)
+        """Elevation 50–70°, azimuth within ±30° of the cell's lamp, intensity 0.75–1.15, ambient 0.15–0.30."""
+        elevation, azimuth = np.deg2rad(rng.uniform(50.0, 70.0)), np.deg2rad(rng.uniform(-30.0, 30.0))
         direction = np.array(
             [np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)]
         )

@@ -18,7 +18,7 @@ __all__ = ["PART_TABLE", "PART_OBJECT", "PART_ADDED", "Ball", "Pose", "Solid"]
 #: What a pixel sees: the table, the part, or material added to it (a foreign object).
 PART_TABLE, PART_OBJECT, PART_ADDED = 0, 1, 2
 
-_MAX_YAW = 0.45  # radians
+_MAX_YAW = 0.15  # radians
 _MAX_SHIFT = 0.005  # metres, along each table axis
 _MAX_SCALE_CHANGE = 0.04  # relative
 
@@ -37,7 +37,7 @@ class Pose:
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> Pose:
-        """A jittered pose: yaw ±0.45 rad, shift ±5 mm per axis, scale ±4 %."""
+        """A jittered pose: yaw ±0.15 rad, shift ±5 mm per axis, scale ±4 %."""
         yaw, shift_x, shift_y, scale = rng.uniform(-1.0, 1.0, size=4)
         return cls(_MAX_YAW * yaw, _MAX_SHIFT * shift_x, _MAX_SHIFT * shift_y, 1.0 + _MAX_SCALE_CHANGE * scale)
 
