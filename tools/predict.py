@@ -87,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     rate = counts["predicted"] / max(time.perf_counter() - start, 1e-9)
     print(f"predicted {counts['predicted']} images with step {run.step}: {counts['anomalous']} anomalous, "
           f"{counts['skipped']} skipped, {rate:.1f} images/s -> {output}\n{rule.summary()}")
-    if rule.shortfall():
-        print(f"warning: {rule.shortfall()}", file=sys.stderr)
+    shortfall = rule.shortfall()
+    if shortfall:
+        print(f"warning: {shortfall}", file=sys.stderr)
     if counts["skipped"]:
         print(f"skipped inputs and the reasons: {output / 'skipped.csv'}", file=sys.stderr)
     return 1 if counts["skipped"] else 0

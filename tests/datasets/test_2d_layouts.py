@@ -14,6 +14,7 @@ import yaml
 
 from datasets.io import read_mask, write_mask, write_rgb
 from datasets.meta import build_meta
+from tests.datasets.synthetic_rgb import synthetic_rgb_samples
 from tools.predict import main as predict
 from tools.train_val import main as train
 from utils.errors import DataError
@@ -31,18 +32,10 @@ def make_mvtec_ad(root, classes=("bottle", "grid")):
     return root
 
 
-def _synthetic_samples(source: Path, clsname: str):
-    """``(split, label, name, rgb path, mask path or None)`` of one Synthetic3D class; validation joins train."""
-    for image in sorted((source / clsname).glob("*/*/rgb/*.png")):
-        split, label = image.parts[-4], image.parts[-3]
-        mask = image.parents[1] / "gt" / image.name if label != "good" else None
-        yield ("train" if split == "validation" else split), label, f"{split}_{image.stem}", image, mask
-
-
 def mvtec_ad_copy(source: Path, target: Path, classes: list[str]) -> Path:
     """Synthetic3D's RGB images and masks in the MVTec AD layout, without any point cloud."""
     for clsname in classes:
-        for split, label, name, image, mask in _synthetic_samples(source, clsname):
+        for split, label, name, image, mask in synthetic_rgb_samples(source, clsname):
             (target / clsname / split / label).mkdir(parents=True, exist_ok=True)
             shutil.copy(image, target / clsname / split / label / f"{name}.png")
             if mask is not None:
@@ -55,7 +48,7 @@ def visa_copy(source: Path, target: Path, classes: list[str]) -> Path:
     """Synthetic3D's RGB images (as JPEG) and masks (as defect ids 1, not 255) in VisA's released layout."""
     rows = []
     for clsname in classes:
-        for split, _, name, image, mask in _synthetic_samples(source, clsname):
+        for split, _, name, image, mask in synthetic_rgb_samples(source, clsname):
             kind = "Anomaly" if mask is not None else "Normal"
             relative = f"{clsname}/Data/Images/{kind}/{name}.JPG"
             (target / relative).parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import yaml
 
 from datasets.layouts import layout_names, layout_scanner, register_layout
 from datasets.meta import build_meta, load_meta
+from tests.datasets.synthetic_rgb import synthetic_rgb_samples
 from tools import train_val
 from utils.errors import ConfigError, DataError
 
@@ -34,15 +35,12 @@ def scan_flat_rgb(root: Path) -> tuple[list[dict], list[dict]]:
 def flat_copy(source: Path, target: Path, classes: list[str]) -> Path:
     """The RGB images and masks of ``source`` (MVTec 3D-AD layout) in the flat layout, without any point cloud."""
     for clsname in classes:
-        for image in sorted((source / clsname).glob("*/*/rgb/*.png")):
-            split, label = image.parts[-4], image.parts[-3]
-            split = "train" if split == "validation" else split
-            name = f"{image.parts[-4]}_{image.name}"
+        for split, label, name, image, mask in synthetic_rgb_samples(source, clsname):
             (target / clsname / split / label).mkdir(parents=True, exist_ok=True)
-            shutil.copy(image, target / clsname / split / label / name)
-            if label != "good":
+            shutil.copy(image, target / clsname / split / label / f"{name}.png")
+            if mask is not None:
                 (target / clsname / "masks" / label).mkdir(parents=True, exist_ok=True)
-                shutil.copy(image.parents[1] / "gt" / image.name, target / clsname / "masks" / label / name)
+                shutil.copy(mask, target / clsname / "masks" / label / f"{name}.png")
     return target
 
 
