@@ -241,12 +241,12 @@ def _scratch(rng: np.random.Generator, surface: Surface, finish: Finish, pixel: 
     across = np.array([-along[1], along[0]])
     s = np.linspace(-0.5, 0.5, _CURVE_POINTS)[:, None]
     curve = length * (s * along + bow * (1.0 - 4.0 * s**2) * across)
-    return Scratch(anchor, normal, curve, max(3e-4, 1.5 * pixel), pixel, bool(rng.random() < 0.5))
+    return Scratch(anchor, normal, curve, max(3e-4, 2.5 * pixel), pixel, bool(rng.random() < 0.5))
 
 
 def _deformation(rng: np.random.Generator, surface: Surface, finish: Finish, pixel: float) -> Defect:
     anchor, _ = _anchor(rng, surface, 0.002)
-    return Deformation(anchor, rng.uniform(0.012, 0.018), rng.uniform(0.003, 0.005))
+    return Deformation(anchor, rng.uniform(0.007, 0.011), rng.uniform(0.003, 0.005))
 
 
 def _hole(rng: np.random.Generator, surface: Surface, finish: Finish, pixel: float) -> Defect:
