@@ -1,13 +1,19 @@
 """From an organised point cloud to the depth image the CNN sees (DESIGN §4, "Depth image").
 
-Pipeline: z of the organised cloud → (offline, optional) background-plane removal → hole filling →
-per-sample normalisation of the valid points to [0, 1] (near = bright). The dataset then repeats the
-single channel three times and applies the ImageNet normalisation used for RGB, so the frozen
-ImageNet backbone sees inputs with the statistics it was trained on.
+Pipeline: z of the organised cloud → (offline, optional) background-plane removal → isolated-point
+removal → hole filling → per-sample normalisation of the valid points to [0, 1] (near = bright). The
+dataset then repeats the single channel three times and applies the ImageNet normalisation used for
+RGB, so the frozen ImageNet backbone sees inputs with the statistics it was trained on.
 
 Choices, stated once:
 
 * valid point = ``z > 0``; ``(0, 0, 0)`` marks a missing point, as in MVTec 3D-AD.
+* isolated points: a point inside a measured surface (all 8 neighbours valid) that is nearer or farther
+  than every neighbour by more than :data:`ISOLATED_JUMP` (2 mm) is a scanner outlier and is dropped,
+  then filled like any hole. Without this one outlier alone would set the sample's z range, rescaling
+  its whole depth image, and put a bright speck at a random place of every normal image. A surface,
+  however steep, has a neighbour on it, and a defect covers more than one pixel; points next to a gap
+  (silhouettes, shadows) are never judged.
 * hole filling: a missing pixel enclosed by valid pixels (not connected to the image border through
   missing pixels) takes the z of its nearest valid pixel; missing regions that touch the border (a
   removed background) stay missing.
@@ -25,9 +31,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["fit_plane_ransac", "remove_background_plane", "fill_depth_holes", "xyz_to_depth"]
+__all__ = ["ISOLATED_JUMP", "fit_plane_ransac", "remove_background_plane", "drop_isolated_points", "fill_depth_holes",
+           "xyz_to_depth"]
 
 _RANSAC_CHUNK = 100
+#: Metres a point must stand out from all its valid neighbours, towards or away from the camera, to be dropped.
+ISOLATED_JUMP = 0.002
 
 
 def fit_plane_ransac(
@@ -118,6 +127,26 @@ def remove_background_plane(
     return out
 
 
+def drop_isolated_points(z: np.ndarray, valid: np.ndarray, jump: float = ISOLATED_JUMP) -> np.ndarray:
+    """The validity mask without isolated points (module docstring).
+
+    Args:
+        z: ``(H, W)`` depth values in metres (anything at invalid pixels).
+        valid: ``(H, W)`` bool, True where ``z`` is a measured point.
+        jump: metres by which a point must be nearer, or farther, than each of its 8 neighbours (all valid).
+
+    Returns:
+        ``(H, W)`` bool: ``valid`` with the isolated points set to False.
+    """
+    padded = np.pad(np.where(valid, z, np.nan), 1, constant_values=np.nan)
+    height, width = z.shape
+    shifts = [(dy, dx) for dy in range(3) for dx in range(3) if (dy, dx) != (1, 1)]
+    neighbours = np.stack([padded[dy : dy + height, dx : dx + width] for dy, dx in shifts])  # 8×H×W
+    surrounded = ~np.isnan(neighbours).any(axis=0)
+    isolated = (z < neighbours.min(axis=0) - jump) | (z > neighbours.max(axis=0) + jump)
+    return valid & ~(surrounded & isolated)
+
+
 def fill_depth_holes(z: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fill missing pixels enclosed by valid ones with the value of the nearest valid pixel.
 
@@ -154,7 +183,7 @@ def xyz_to_depth(xyz: np.ndarray) -> np.ndarray:
     valid = z > 0
     if not valid.any():
         raise ValueError("point cloud has no valid point (every z <= 0; (0, 0, 0) means missing)")
-    z, valid = fill_depth_holes(z, valid)
+    z, valid = fill_depth_holes(z, drop_isolated_points(z, valid))
     z_min, z_max = z[valid].min(), z[valid].max()
     span = z_max - z_min
     scaled = (z_max - z) / span if span > 1e-9 else np.ones_like(z)

@@ -3,7 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datasets.depth import fill_depth_holes, fit_plane_ransac, remove_background_plane, xyz_to_depth
+from datasets.depth import (
+    drop_isolated_points,
+    fill_depth_holes,
+    fit_plane_ransac,
+    remove_background_plane,
+    xyz_to_depth,
+)
 
 
 def _cloud(z: np.ndarray, focal: float = 100.0) -> np.ndarray:
@@ -44,6 +50,42 @@ def test_xyz_to_depth_flat_cloud_is_one():
 def test_xyz_to_depth_rejects_empty_cloud():
     with pytest.raises(ValueError, match="no valid point"):
         xyz_to_depth(np.zeros((4, 4, 3), dtype=np.float32))
+
+
+def _ramp_with(changes: dict[tuple[int, int], float]) -> np.ndarray:
+    """A 7 x 7 surface rising 1 mm per column (a steep slope at 128 px), with some points set (0 = missing)."""
+    z = 0.40 - 0.001 * np.arange(7)[None, :].repeat(7, axis=0)
+    for (row, col), value in changes.items():
+        z[row, col] = value
+    return z
+
+
+@pytest.mark.parametrize(
+    ("changes", "dropped"),
+    [
+        ({}, False),  # the slope itself: every point has a neighbour on it
+        ({(3, 3): 0.390}, True),  # a flying pixel 7 mm towards the camera
+        ({(3, 3): 0.410}, True),  # ... or 13 mm away from it
+        ({(3, 3): 0.3985}, False),  # 1.5 mm: within the jump of its neighbours
+        ({(3, 3): 0.390, (3, 4): 0.390}, False),  # two pixels together: a structure, not an outlier
+        ({(3, 3): 0.390, (2, 2): 0.0}, False),  # next to a gap (a silhouette, a shadow): never judged
+    ],
+    ids=["slope", "nearer", "farther", "small-step", "two-pixels", "next-to-a-gap"],
+)
+def test_drop_isolated_points(changes, dropped):
+    z = _ramp_with(changes)
+    valid = z > 0
+    kept = drop_isolated_points(z, valid)
+    assert kept[3, 3] != dropped
+    assert np.array_equal(np.delete(kept.ravel(), 3 * 7 + 3), np.delete(valid.ravel(), 3 * 7 + 3))
+
+
+def test_xyz_to_depth_ignores_an_outlier():
+    z = np.full((8, 8), 0.40)
+    z[2:6, 2:6] = 0.39  # a 10 mm high part
+    clean = xyz_to_depth(_cloud(z))
+    z[1, 6] = 0.37  # an outlier 30 mm towards the camera would otherwise become the nearest point
+    np.testing.assert_array_equal(xyz_to_depth(_cloud(z)), clean)
 
 
 def test_fill_depth_holes_keeps_border_connected_gaps():
