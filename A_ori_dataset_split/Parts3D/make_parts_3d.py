@@ -3,7 +3,7 @@
 Usage::
 
     python A_ori_dataset_split/Parts3D/make_parts_3d.py --out data/Parts3D [--seed 0] [--size 128]
-        [--train-per-class 30] [--test-per-class 30] [--classes bolt gear] [--meta]
+        [--train-per-class 30] [--test-per-class 90] [--classes bolt gear] [--meta]
 
 The generator itself is :mod:`datasets.parts3d` (it needs scikit-image, from ``requirements-dev.txt``);
 ``--meta`` also writes ``train.jsonl``/``test.jsonl`` into ``--out`` (same as running
