@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from datasets.depth import ISOLATED_JUMP
 from engine.batch import batch_inputs
 from utils.dist import barrier, broadcast_object, get_rank, get_world_size, local_world_size
 
@@ -59,10 +60,13 @@ def cache_key(
     """Stable key of one cached sample: its file and class id + everything that changes its features.
 
     ``files`` (the sample's rgb and xyz files) enter with their size and modification time, so a
-    regenerated or edited file gets a new key and never reads the features of its old content.
+    regenerated or edited file gets a new key and never reads the features of its old content; with depth,
+    so do the depth image's own settings (:mod:`datasets.depth`).
     """
     stamps = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in map(Path, files)]
-    text = json.dumps([root, filename, class_id, backbone_cfg, image_size, sorted(modalities), stamps], sort_keys=True)
+    depth_image = {"isolated_jump": ISOLATED_JUMP} if "depth" in modalities else None
+    text = json.dumps([root, filename, class_id, backbone_cfg, image_size, sorted(modalities), stamps, depth_image],
+                      sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()
 
 
