@@ -35,7 +35,7 @@ __all__ = ["ISOLATED_JUMP", "fit_plane_ransac", "remove_background_plane", "drop
            "xyz_to_depth"]
 
 _RANSAC_CHUNK = 100
-#: Metres a point must stand out from all its valid neighbours, towards or away from the camera, to be dropped.
+#: Metres a point must stand out from all 8 of its neighbours (all valid), nearer or farther, to be dropped.
 ISOLATED_JUMP = 0.002
 
 
