@@ -1,0 +1,53 @@
+"""benchmarks/foreground_scoring.py: masking and peak location on hand-made maps, and the script on a tiny run."""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from benchmarks import foreground_scoring
+from models.discriminator import Discriminator
+from tools.train_val import main as train
+
+
+def _maps_with_peaks(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two maps: a peak inside the left-half mask, and a peak on the right (outside it); and the masks."""
+    maps = torch.zeros(2, 1, size, size)
+    maps[0, 0, 8, 2] = 5.0
+    maps[1, 0, 8, 13] = 5.0
+    maps[1, 0, 3, 3] = 1.0
+    masks = torch.zeros(2, 1, size, size)
+    masks[..., : size // 2] = 1.0
+    return maps, masks
+
+
+def test_foreground_scores_ignore_the_background():
+    maps, masks = _maps_with_peaks()
+    image_score = Discriminator(sigma=0.0, pool_size=1).image_score
+    np.testing.assert_allclose(foreground_scoring.foreground_scores(maps, torch.ones_like(masks), image_score),
+                               image_score(maps).numpy())
+    np.testing.assert_allclose(foreground_scoring.foreground_scores(maps, masks, image_score), [5.0, 1.0])
+
+
+def test_peaks_on_foreground():
+    maps, masks = _maps_with_peaks()
+    assert foreground_scoring.peaks_on_foreground(maps, masks, pool=1).tolist() == [True, False]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_meta, make_config):
+    folder = tmp_path_factory.mktemp("foreground_scoring")
+    cfg = make_config(tiny_meta, [["ball", "box"]])
+    cfg["evaluation"]["vis_per_class"] = 0
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert train(["--config", str(folder / "config.yaml"), "--output", str(folder / "run")]) == 0
+    return folder / "run"
+
+
+def test_foreground_scoring_on_a_run(tiny_run, capsys):
+    table = foreground_scoring.main(["--run", str(tiny_run)])
+    assert set(table) == {"fused", "rgb", "depth"}
+    for row in table.values():
+        assert set(row) == {"whole", "foreground", "normal_peaks_on_object"}
+        assert all(0.0 <= value <= 1.0 for value in row.values())
+    assert "| fused |" in capsys.readouterr().out
