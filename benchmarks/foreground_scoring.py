@@ -4,15 +4,16 @@ Scores a finished run's test set once (:func:`engine.evaluator.score_dataset`) a
 per modality), the mean I-AUROC over classes of
 
 * the usual image score (the whole map);
-* the image score of the map kept on the object footprint only (the points off the dominant background plane,
-  :func:`benchmarks.foreground_baseline.foreground_map`) and set to its minimum elsewhere, scored by the run's
-  own discriminator;
+* the image score of the map kept on the object footprint (:func:`datasets.footprint.object_footprint`) and
+  set to its minimum elsewhere (:func:`models.discriminator.keep_on_region`), scored by the run's own
+  discriminator: what ``model.score_region: object`` scores, here with footprint parameters to study;
 
 and the share of normal test images whose highest pooled window touches the footprint. Where a reconstruction
 model's normal maps peak on an unpredictable background (a textured table), the second score is much higher
-than the first (docs/parts3d.md, section 3).
+than the first (docs/parts3d.md, section 3). A run trained with ``score_region: object`` is scored whole here
+first, so both columns come from the same weights.
 
-``python benchmarks/foreground_scoring.py --run RUN [--plane-distance 0.0015]``
+``python benchmarks/foreground_scoring.py --run RUN [--plane-distance 0.0015] [--margin 2]``
 """
 
 from __future__ import annotations
@@ -30,27 +31,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.foreground_baseline import foreground_map  # noqa: E402
 from datasets import RGBDDataset, load_meta  # noqa: E402
+from datasets.footprint import MARGIN, PLANE_DISTANCE, object_footprint  # noqa: E402
 from datasets.io import read_xyz  # noqa: E402
 from engine.evaluator import score_dataset  # noqa: E402
 from engine.predictor import load_trained_run  # noqa: E402
+from models.discriminator import keep_on_region  # noqa: E402
 from utils.metrics import image_auroc  # noqa: E402
 
 MAPS = {"fused": "", "rgb": "rgb.", "depth": "depth."}
 
 
-def footprints(root: Path, records: list[dict], size: int, plane_distance: float) -> torch.Tensor:
+def footprints(root: Path, records: list[dict], size: int, plane_distance: float, margin: int) -> torch.Tensor:
     """``(N, 1, S, S)`` float 0/1 object footprints of the records' clouds, resized like the model's depth input."""
-    masks = [foreground_map(read_xyz(root / r["xyzname"]), 0.0, remove_threshold=plane_distance) for r in records]
-    return torch.from_numpy(np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) for m in masks]))[
-        :, None
-    ]
-
-
-def foreground_scores(maps: torch.Tensor, masks: torch.Tensor, image_score) -> np.ndarray:
-    """``(N,)`` image scores of ``(N, 1, S, S)`` maps kept on ``masks`` and set to their minimum elsewhere."""
-    return image_score(torch.where(masks > 0, maps, maps.amin())).numpy()
+    clouds = (cv2.resize(read_xyz(root / r["xyzname"]), (size, size), interpolation=cv2.INTER_NEAREST) for r in records)
+    masks = [object_footprint(xyz, plane_distance, margin) for xyz in clouds]
+    return torch.from_numpy(np.stack(masks).astype(np.float32))[:, None]
 
 
 def peaks_on_foreground(maps: torch.Tensor, masks: torch.Tensor, pool: int) -> np.ndarray:
@@ -64,11 +60,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     """Print the table; return map → ``{"whole", "foreground", "normal_peaks_on_object"}`` (fractions)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="a run folder of tools/train_val.py")
-    parser.add_argument("--plane-distance", type=float, default=0.0015,
+    parser.add_argument("--plane-distance", type=float, default=PLANE_DISTANCE,
                         help="metres from the background plane below which a point is background")
+    parser.add_argument("--margin", type=int, default=MARGIN, help="pixels the footprint is grown by")
     args = parser.parse_args(argv)
     run = load_trained_run(args.run, None, torch.device("cpu"))
     dcfg, model = run.cfg["dataset"], run.model
+    model.score_region = "image"
     root, size = Path(dcfg["root"]), dcfg["image_size"]
     _, test = load_meta(root, dcfg.get("meta_dir"), run.classes, dcfg["layout"])
     test = [r for r in test if r["clsname"] in run.classes]
@@ -77,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                           model.modalities)
     records = score_dataset(model, dataset, torch.device("cpu"), dcfg["eval_batch_size"])
     labels, classes = np.array([r["label"] for r in records]), np.array([r["clsname"] for r in records])
-    masks = footprints(root, test, size, args.plane_distance)
+    masks = footprints(root, test, size, args.plane_distance, args.margin)
 
     def mean_auroc(scores: np.ndarray) -> float:
         return float(np.mean([image_auroc(labels[classes == c], scores[classes == c]) for c in run.classes]))
@@ -90,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         peaks = peaks_on_foreground(maps, masks, min(model.discriminator.pool_size, size))
         table[name] = {
             "whole": mean_auroc(np.array([r[prefix + "score"] for r in records])),
-            "foreground": mean_auroc(foreground_scores(maps, masks, model.discriminator.image_score)),
+            "foreground": mean_auroc(model.discriminator.image_score(keep_on_region(maps, masks)).numpy()),
             "normal_peaks_on_object": float(peaks[labels == 0].mean()),
         }
     print("| map | I-AUROC | I-AUROC, object only | normal maxima on the object |\n|---|---:|---:|---:|")

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from datasets.depth import xyz_to_depth
+from datasets.footprint import object_footprint
 from datasets.io import read_mask, read_rgb, read_xyz
 from datasets.meta import SAMPLE_KEYS
 from utils.errors import DataError
@@ -67,22 +68,31 @@ def model_inputs(
     mean: Sequence[float],
     std: Sequence[float],
     xyz_path: Path | None = None,
+    foreground: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The model's inputs of one sample, as in training: modality → ``(3, S, S)`` normalised image.
 
     ``"rgb"`` is the image resized bilinearly; ``"depth"`` (only with a cloud) the depth image of the cloud
-    resized with nearest neighbour.
+    resized with nearest neighbour; with ``foreground``, ``"foreground"`` the ``(1, S, S)`` float 0/1 object
+    footprint of that cloud (:func:`datasets.footprint.object_footprint`, for ``model.score_region: object``).
 
     Raises:
-        DataError: the cloud has no valid point (named by ``xyz_path``).
+        DataError: the cloud has no valid point, or is too small for a footprint (named by ``xyz_path``);
+            ``foreground`` without a cloud.
     """
     inputs = {"rgb": normalize_image(_resize(rgb, image_size, cv2.INTER_LINEAR).astype(np.float32) / 255.0, mean, std)}
+    if foreground and xyz is None:
+        raise DataError("the object footprint (model.score_region: object) needs the point cloud; this sample has none")
     if xyz is not None:
+        cloud = _resize(xyz, image_size, cv2.INTER_NEAREST)
         try:
-            depth = xyz_to_depth(_resize(xyz, image_size, cv2.INTER_NEAREST))
+            depth = xyz_to_depth(cloud)
+            footprint = object_footprint(cloud) if foreground else None
         except ValueError as exc:
             raise DataError(f"{exc}: {xyz_path}") from exc
         inputs["depth"] = normalize_image(np.repeat(depth[:, :, None], 3, axis=2), mean, std)
+        if footprint is not None:
+            inputs["foreground"] = torch.from_numpy(footprint[None].astype(np.float32))
     return inputs
 
 
@@ -99,13 +109,14 @@ class RGBDDataset(Dataset):
         mean: per-channel mean of the input normalisation (the backbone's ``input_mean``), [0, 1] units.
         std: per-channel std of the input normalisation (the backbone's ``input_std``).
         modalities: the model's modalities; the point cloud is read only with ``"depth"``.
+        foreground: add each cloud's object footprint to ``inputs`` (``model.score_region: object``; needs depth).
 
     Raises:
         DataError: a class of ``class_ids`` has no record; a record lacks a key.
 
     Each item is a dict: ``inputs`` modality → float32 ``(3, S, S)`` (always ``"rgb"``, ``"depth"`` with
-    depth), ``mask`` float32 ``(1, S, S)`` in {0, 1}, ``label`` int, ``clsname`` str, ``class_id`` int,
-    ``filename`` str (relative rgb path).
+    depth; with ``foreground`` also ``"foreground"`` ``(1, S, S)`` in {0, 1}), ``mask`` float32 ``(1, S, S)``
+    in {0, 1}, ``label`` int, ``clsname`` str, ``class_id`` int, ``filename`` str (relative rgb path).
     """
 
     def __init__(
@@ -117,6 +128,7 @@ class RGBDDataset(Dataset):
         mean: Sequence[float] = tuple(IMAGENET_MEAN),
         std: Sequence[float] = tuple(IMAGENET_STD),
         modalities: Sequence[str] = ("rgb", "depth"),
+        foreground: bool = False,
     ) -> None:
         if image_size <= 0:
             raise ValueError(f"image_size must be positive, got {image_size}")
@@ -125,6 +137,9 @@ class RGBDDataset(Dataset):
         self.image_size = int(image_size)
         self.class_ids = dict(class_ids)
         self.uses_depth = "depth" in modalities
+        if foreground and not self.uses_depth:
+            raise ValueError("the object footprint is made from the point cloud: it needs the depth modality")
+        self.foreground = bool(foreground)
         needed = (*SAMPLE_KEYS, "xyzname") if self.uses_depth else SAMPLE_KEYS
         for number, record in enumerate(records):
             for key in needed:
@@ -157,7 +172,7 @@ class RGBDDataset(Dataset):
         else:
             mask = np.zeros((self.image_size, self.image_size), dtype=np.uint8)
         return {
-            "inputs": model_inputs(rgb, xyz, self.image_size, self.mean, self.std, xyz_path),
+            "inputs": model_inputs(rgb, xyz, self.image_size, self.mean, self.std, xyz_path, self.foreground),
             "mask": torch.from_numpy(mask[None].astype(np.float32)),
             "label": int(record["label"]),
             "clsname": record["clsname"],

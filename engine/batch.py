@@ -59,6 +59,8 @@ def forward_batch(
 ) -> dict[str, Tensor]:
     """Run ``model`` (or its DDP wrapper) on a training batch with its labels choosing the class adapters.
 
+    No anomaly maps are made, in eval mode either (model selection and the strategies' activations need none).
+
     Args:
         model: the model or its DDP wrapper.
         batch: ``inputs`` (modality → ``(B, 3, S, S)``), ``class_id`` ``(B,)`` and, with ``uses_cache``,
@@ -70,5 +72,5 @@ def forward_batch(
     batch = batch_to_device({k: batch[k] for k in ("inputs", "class_id", "features") if k in batch}, device)
     features = batch["features"] if uses_cache else None
     with autocast(device, precision):
-        outputs = model(batch["inputs"], features=features, class_ids=batch["class_id"])
+        outputs = model(batch["inputs"], features=features, class_ids=batch["class_id"], maps=False)
     return float_outputs(outputs)

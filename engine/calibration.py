@@ -63,10 +63,12 @@ def normal_score_statistics(records: Iterable[Mapping[str, Any]]) -> dict[str, d
 
 
 def normal_map_statistics(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
-    """Per class and modality, the mean and std over every pixel of the held-out normals' maps.
+    """Per class and modality, the mean and std over every scored pixel of the held-out normals' maps.
 
     Args:
-        records: evaluator records of normal images with ``clsname`` and ``<m>.map`` ``(H, W)`` per modality.
+        records: evaluator records of normal images with ``clsname``, ``<m>.map`` ``(H, W)`` per modality and,
+            where maps are scored on the object (``model.score_region: object``), ``region`` ``(H, W)`` bool: only
+            those pixels count (the others hold the map's minimum, not an error).
 
     Returns:
         class → modality → ``(mean, std)``, what :class:`models.map_fusion.NormalMapFusion` standardises with.
@@ -77,7 +79,8 @@ def normal_map_statistics(records: Iterable[Mapping[str, Any]]) -> dict[str, dic
     statistics = {}
     for name, rows in sorted(by_class.items()):
         keys = [k for k in rows[0] if k.endswith(".map")]
-        maps = {k.removesuffix(".map"): np.stack([r[k] for r in rows]).astype(np.float64) for k in keys}
+        scored = np.stack([r["region"] if "region" in r else np.ones(r[keys[0]].shape, bool) for r in rows])
+        maps = {k.removesuffix(".map"): np.stack([r[k] for r in rows]).astype(np.float64)[scored] for k in keys}
         statistics[name] = {m: (float(v.mean()), float(v.std())) for m, v in maps.items()}
     return statistics
 

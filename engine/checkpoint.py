@@ -66,19 +66,21 @@ class IncrementalState:
 
 
 _NOT_ARCHITECTURE = {"pretrained", "checkpoint_path", "dropout"}  # where weights come from; training-only
+_NOT_ARCHITECTURE_SWITCHES = {"jitter", "score_region"}  # training-only; where maps are scored
 
 
 def architecture_fingerprint(cfg: dict) -> str:
     """Hash of everything that shapes the network's parameters (model section and input size).
 
-    Leaves out the feature jitter and the keys of :data:`_NOT_ARCHITECTURE`, so a checkpoint trained with
-    ``pretrained: true`` can be evaluated offline with ``checkpoint_path`` or ``pretrained: false``.
+    Leaves out the feature jitter, ``model.score_region`` and the keys of :data:`_NOT_ARCHITECTURE`, so a
+    checkpoint trained with ``pretrained: true`` can be evaluated offline with ``checkpoint_path`` or
+    ``pretrained: false``, and a trained run rescored on the object footprint.
     """
     net = [
         {**entry, "kwargs": {k: v for k, v in entry.get("kwargs", {}).items() if k not in _NOT_ARCHITECTURE}}
         for entry in cfg["model"]["net"]
     ]
-    model_cfg = {**{k: v for k, v in cfg["model"].items() if k != "jitter"}, "net": net}
+    model_cfg = {**{k: v for k, v in cfg["model"].items() if k not in _NOT_ARCHITECTURE_SWITCHES}, "net": net}
     key = json.dumps({"model": model_cfg, "image_size": cfg["dataset"]["image_size"]}, sort_keys=True)
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 

@@ -45,7 +45,8 @@ def score_dataset(
 
     Each record: ``index``, ``clsname``, ``label``, ``mask`` (H, W) uint8, and per map prefix ``p``
     (``""`` fused, ``"rgb."``, ``"depth."``): ``p + "score"`` float and ``p + "map"`` (H, W) float16; with class
-    adapters also ``routed_right`` (the router chose the image's own class).
+    adapters also ``routed_right`` (the router chose the image's own class); with object footprints in the
+    inputs (``model.score_region: object``) also ``region`` (H, W) bool, the pixels scored.
     """
     loader, indices = build_shard_loader(dataset, batch_size, workers, pin_memory=device.type == "cuda")
     model.eval()
@@ -66,6 +67,8 @@ def score_dataset(
             }
             if "route" in out:  # class adapters: whose adapters scored the image, and whose they should be
                 record["routed_right"] = int(out["route"][i]) == int(batch["class_id"][i])
+            if "foreground" in batch["inputs"]:
+                record["region"] = batch["inputs"]["foreground"][i, 0].numpy() > 0.5
             for prefix, suffix in prefixes.items():
                 record[prefix + "score"] = float(out[f"image_score{suffix}"][i])
                 record[prefix + "map"] = out[f"anomaly_map{suffix}"][i, 0].numpy().astype(np.float16)

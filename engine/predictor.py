@@ -281,7 +281,8 @@ def load_scan(run: TrainedRun, scan: ScanInput, with_cloud: bool = False) -> Loa
                         f"or {scan.rgb.stem}.tiff beside the image")
     rgb, xyz = read_rgbd_pair(scan.rgb, scan.xyz if run.uses_depth else None)
     backbone = run.model.backbone
-    inputs = model_inputs(rgb, xyz, run.model.image_size, backbone.input_mean, backbone.input_std, scan.xyz)
+    inputs = model_inputs(rgb, xyz, run.model.image_size, backbone.input_mean, backbone.input_std, scan.xyz,
+                          foreground=run.model.score_region == "object")
     if with_cloud and xyz is None and scan.xyz is not None:
         xyz = _cloud_for_ply(scan, rgb.shape[:2])
     return LoadedScan(scan, rgb, inputs, xyz if with_cloud else None)

@@ -76,8 +76,12 @@ class RunData:
             lambda: load_meta(dcfg["root"], dcfg["meta_dir"], classes, dcfg["layout"])
         )
 
-    def dataset(self, records: list[dict], class_ids: dict[str, int]) -> RGBDDataset:
-        """The samples of ``records`` whose class is in ``class_ids``, as the model reads them."""
+    def dataset(self, records: list[dict], class_ids: dict[str, int], scored: bool = True) -> RGBDDataset:
+        """The samples of ``records`` whose class is in ``class_ids``, as the model reads them.
+
+        ``scored``: the model scores them (test and held-out sets), so they carry the object footprint where
+        ``model.score_region`` is ``object``; a training set never needs it.
+        """
         backbone = self.model.backbone
         return RGBDDataset(
             self.cfg["dataset"]["root"],
@@ -87,6 +91,7 @@ class RunData:
             mean=backbone.input_mean,
             std=backbone.input_std,
             modalities=self.model.modalities,
+            foreground=scored and self.model.score_region == "object",
         )
 
     def test_set(self, class_ids: dict[str, int]) -> RGBDDataset:
@@ -99,7 +104,7 @@ class RunData:
         records, val_records = self._split_train_val(records, list(class_ids), step)
         held_out_ids = {r["clsname"]: class_ids[r["clsname"]] for r in val_records}
         held_out = self.dataset(val_records, held_out_ids) if val_records else None
-        raw_train = self.dataset(records, class_ids)
+        raw_train = self.dataset(records, class_ids, scored=False)
         train, uses_cache = self._maybe_cache(raw_train)
         val = None
         if self.cfg["trainer"]["select"] == "val" and held_out is not None:

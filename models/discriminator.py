@@ -3,7 +3,9 @@
 The map is the per-position L2 distance between the fused reconstruction ``F^g`` and the clean
 extracted features (UniAD), upsampled bilinearly to the input size and smoothed with a Gaussian
 (σ pixels). The image score is the maximum of the map average-pooled over ``pool_size`` × ``pool_size``
-windows (stride 1). Per-modality maps use the same recipe on that modality's channel slice.
+windows (stride 1). Per-modality maps use the same recipe on that modality's channel slice. With
+``model.score_region: object`` every map is kept on the object footprint (:func:`keep_on_region`) before
+its image score is taken.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Discriminator", "gaussian_kernel1d"]
+__all__ = ["Discriminator", "gaussian_kernel1d", "keep_on_region"]
 
 
 def gaussian_kernel1d(sigma: float) -> Tensor:
@@ -24,6 +26,17 @@ def gaussian_kernel1d(sigma: float) -> Tensor:
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
     return (kernel / kernel.sum()).float()
+
+
+def keep_on_region(pixel_map: Tensor, region: Tensor) -> Tensor:
+    """The map inside ``region``, and each map's minimum outside: ``(B, 1, H, W)``, ``(B, 1, H, W)`` 0/1 -> same.
+
+    Outside values then never raise an image score (a window straddling the edge averages in the minimum),
+    and rank below every inside value of their own map.
+    """
+    if region.shape != pixel_map.shape:
+        raise ValueError(f"region {tuple(region.shape)} must have the map's shape {tuple(pixel_map.shape)}")
+    return torch.where(region > 0.5, pixel_map, pixel_map.amin(dim=(1, 2, 3), keepdim=True))
 
 
 class Discriminator(nn.Module):

@@ -21,16 +21,18 @@ from torch import Tensor, nn
 from models.backbones.timm_backbone import TimmFeatureExtractor
 from models.class_adapters import ClassLowRankAdapter, PrototypeRouter
 from models.classifier import GrowingClassifier
-from models.discriminator import Discriminator
+from models.discriminator import Discriminator, keep_on_region
 from models.feature_norm import FeatureStandardizer
 from models.jitter import feature_jitter
 from models.map_fusion import NormalMapFusion
 from models.necks.multiscale import MultiScaleConcat
 from models.reconstructions.transformer import ReconstructionTransformer
 
-__all__ = ["IBIUMAD", "MODALITIES", "check_modalities"]
+__all__ = ["IBIUMAD", "MODALITIES", "SCORE_REGIONS", "check_modalities"]
 
 MODALITIES = ("rgb", "depth")
+#: Where maps are scored: the whole image (the paper), or the object footprint (``inputs["foreground"]``).
+SCORE_REGIONS = ("image", "object")
 
 
 def check_modalities(modalities: Any) -> list[str]:
@@ -69,6 +71,8 @@ class IBIUMAD(nn.Module):
             or ``None``.
         map_fusion: makes the fused map from the per-modality maps standardised against held-out normal maps
             (``model.map_fusion: normal_zmax``), or ``None`` for the discriminator's L2 over all channels.
+        score_region: ``"image"`` scores the whole maps (the paper); ``"object"`` keeps every map on the
+            object footprint ``inputs["foreground"]`` first (:mod:`datasets.footprint`), in eval mode.
     """
 
     def __init__(
@@ -87,9 +91,12 @@ class IBIUMAD(nn.Module):
         feature_norm: FeatureStandardizer | None = None,
         router: PrototypeRouter | None = None,
         map_fusion: NormalMapFusion | None = None,
+        score_region: str = "image",
     ) -> None:
         super().__init__()
         modalities = check_modalities(modalities)
+        if score_region not in SCORE_REGIONS:
+            raise ValueError(f"score_region must be one of {list(SCORE_REGIONS)}, got {score_region!r}")
         if set(reconstructions) != set(modalities):
             raise ValueError(f"need one reconstruction per modality {modalities}, got {sorted(reconstructions)}")
         self.modalities = modalities
@@ -105,6 +112,7 @@ class IBIUMAD(nn.Module):
         self.feature_norm = feature_norm
         self.router = router
         self.map_fusion = map_fusion
+        self.score_region = score_region
         self._num_classes = int(num_classes)
         channels = neck.out_channels
         self.channel_splits = {m: (i * channels, (i + 1) * channels) for i, m in enumerate(modalities)}
@@ -155,6 +163,7 @@ class IBIUMAD(nn.Module):
         features: Mapping[str, Tensor],
         inputs: Mapping[str, Tensor],
         class_ids: Tensor | None = None,
+        maps: bool = True,
     ) -> dict[str, Tensor]:
         """Everything after the frozen part.
 
@@ -163,6 +172,7 @@ class IBIUMAD(nn.Module):
                 when the model has a ``feature_norm``.
             inputs: modality → ``(B, 3, S, S)`` image (the conditioner's input).
             class_ids: ``(B,)`` labels choosing the class adapters (training); ``None``: the router chooses.
+            maps: in eval mode, make the anomaly maps and scores (a loss or activations alone need none).
 
         Returns:
             See :meth:`forward`.
@@ -193,7 +203,7 @@ class IBIUMAD(nn.Module):
         if route is not None:
             outputs["route"] = route
         outputs.update(fused)
-        if self.training:  # maps are for evaluation only
+        if self.training or not maps:  # maps are for evaluation only
             return outputs
         # Maps and scores in float32 whatever the autocast precision of the networks before them.
         with torch.no_grad(), torch.autocast(device_type=clean.device.type, enabled=False):
@@ -207,23 +217,40 @@ class IBIUMAD(nn.Module):
                 fused_map = self.map_fusion({m: outputs[f"anomaly_map_{m}"] for m in self.modalities}, route)
                 outputs["anomaly_map"] = fused_map
                 outputs["image_score"] = self.discriminator.image_score(fused_map)
+            if self.score_region == "object":
+                outputs.update(self._scored_on_object(outputs, inputs))
         return outputs
+
+    def _scored_on_object(self, outputs: Mapping[str, Tensor], inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Every ``anomaly_map*`` kept on ``inputs["foreground"]`` ``(B, 1, S, S)``, and its ``image_score*`` anew."""
+        region = inputs.get("foreground")
+        if region is None:
+            raise ValueError("model.score_region is 'object' but the inputs have no 'foreground' (the object footprint "
+                             "the dataset adds when asked, datasets.footprint)")
+        scored = {}
+        for key in [k for k in outputs if k.startswith("anomaly_map")]:
+            scored[key] = keep_on_region(outputs[key], region.to(outputs[key].dtype))
+            scored[key.replace("anomaly_map", "image_score")] = self.discriminator.image_score(scored[key])
+        return scored
 
     def forward(
         self,
         inputs: Mapping[str, Tensor],
         features: Mapping[str, Tensor] | None = None,
         class_ids: Tensor | None = None,
+        maps: bool = True,
     ) -> dict[str, Tensor]:
         """Full forward pass (or everything after the frozen part when ``features`` are given).
 
         Args:
             inputs: modality → ``(B, 3, S, S)`` image normalised with the backbone's ``input_mean``/``input_std``
                 (``"rgb"``: the colour image, ``"depth"``: the depth image of :mod:`datasets.depth`); every
-                modality of ``modalities`` must be there, others are ignored.
+                modality of ``modalities`` must be there, others are ignored; with ``score_region="object"``
+                also ``"foreground"`` ``(B, 1, S, S)`` 0/1 (eval mode).
             features: cached :meth:`extract_features` output; skips the backbone (used by the trainer's
                 feature cache, and through DDP's wrapper, which only calls ``forward``).
             class_ids: ``(B,)`` labels choosing the class adapters (training with class adapters), or ``None``.
+            maps: in eval mode, make the anomaly maps and scores (``False``: losses and activations only).
 
         Returns:
             ``"feature"`` clean (standardised, with ``feature_norm``) features ``(B, C_total, h, w)``;
@@ -235,4 +262,4 @@ class IBIUMAD(nn.Module):
         """
         if features is None:
             features = self.extract_features(inputs)
-        return self.forward_from_features(features, inputs, class_ids)
+        return self.forward_from_features(features, inputs, class_ids, maps)

@@ -176,6 +176,7 @@ def _switches(model_cfg: Mapping[str, Any], entries: Mapping[str, Mapping[str, A
         "feature_norm": model_cfg["feature_norm"],
         "adapter_rank": model_cfg["class_adapter_rank"],
         "map_fusion": model_cfg["map_fusion"],
+        "score_region": model_cfg["score_region"],
     }
 
 
@@ -248,7 +249,7 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
 
     Args:
         model_cfg: the ``model`` mapping (``modalities``, ``condition``, ``fusion``, ``net``, ``jitter``,
-            ``feature_norm``, ``class_adapter_rank``, ``map_fusion``).
+            ``feature_norm``, ``class_adapter_rank``, ``map_fusion``, ``score_region``).
         image_size: side ``S`` of the square input images.
         num_classes: number of object classes the class heads start with.
 
@@ -290,4 +291,5 @@ def build_model(model_cfg: Mapping[str, Any], image_size: int, num_classes: int)
         feature_norm=FeatureStandardizer(modalities, channels) if switches["feature_norm"] == "standardize" else None,
         router=PrototypeRouter(channels * len(modalities), num_classes) if switches["adapter_rank"] else None,
         map_fusion=NormalMapFusion(modalities, num_classes) if switches["map_fusion"] == "normal_zmax" else None,
+        score_region=switches["score_region"],
     )

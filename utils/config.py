@@ -101,6 +101,7 @@ SCHEMA: dict[str, Any] = {
         "feature_norm": Field(str, "none", choices=("none", "standardize")),
         "class_adapter_rank": Field(int, 0, bounds=(0, None)),
         "map_fusion": Field(str, "concat_l2", choices=("concat_l2", "normal_zmax")),
+        "score_region": Field(str, "image", choices=("image", "object")),
         "net": Field(list, REQUIRED),
     },
     "criterion": {
@@ -364,6 +365,10 @@ def validate_config(cfg: Mapping) -> dict:
     if out["model"]["map_fusion"] == "normal_zmax" and out["trainer"]["val_fraction"] == 0:
         raise ConfigError(
             "model.map_fusion: normal_zmax needs held-out training normals: set trainer.val_fraction above 0"
+        )
+    if out["model"]["score_region"] == "object" and "depth" not in out["model"]["modalities"]:
+        raise ConfigError(
+            "model.score_region: object needs the depth modality (the footprint comes from the point cloud)"
         )
     steps = out["incremental"]["steps"]
     if not steps or not all(isinstance(s, Mapping) and isinstance(s.get("classes"), list) for s in steps):

@@ -1,12 +1,13 @@
-"""benchmarks/foreground_scoring.py: masking and peak location on hand-made maps, and the script on a tiny run."""
+"""benchmarks/foreground_scoring.py: peak location on hand-made maps, and the script on a tiny run scored on the
+object."""
 
-import numpy as np
+import json
+
 import pytest
 import torch
 import yaml
 
 from benchmarks import foreground_scoring
-from models.discriminator import Discriminator
 from tools.train_val import main as train
 
 
@@ -21,14 +22,6 @@ def _maps_with_peaks(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     return maps, masks
 
 
-def test_foreground_scores_ignore_the_background():
-    maps, masks = _maps_with_peaks()
-    image_score = Discriminator(sigma=0.0, pool_size=1).image_score
-    np.testing.assert_allclose(foreground_scoring.foreground_scores(maps, torch.ones_like(masks), image_score),
-                               image_score(maps).numpy())
-    np.testing.assert_allclose(foreground_scoring.foreground_scores(maps, masks, image_score), [5.0, 1.0])
-
-
 def test_peaks_on_foreground():
     maps, masks = _maps_with_peaks()
     assert foreground_scoring.peaks_on_foreground(maps, masks, pool=1).tolist() == [True, False]
@@ -39,13 +32,16 @@ def tiny_run(tmp_path_factory, tiny_meta, make_config):
     folder = tmp_path_factory.mktemp("foreground_scoring")
     cfg = make_config(tiny_meta, [["ball", "box"]])
     cfg["evaluation"]["vis_per_class"] = 0
+    cfg["model"]["score_region"] = "object"  # trains, calibrates and evaluates with footprints
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert train(["--config", str(folder / "config.yaml"), "--output", str(folder / "run")]) == 0
     return folder / "run"
 
 
-def test_foreground_scoring_on_a_run(tiny_run, capsys):
+def test_foreground_scoring_on_a_run_scored_on_the_object(tiny_run, capsys):
+    fused = json.loads((tiny_run / "results.json").read_text())["steps"][0]["mean"]["i_auroc"]
     table = foreground_scoring.main(["--run", str(tiny_run)])
+    assert table["fused"]["foreground"] == pytest.approx(fused, abs=1e-6)  # the run's own evaluation, redone
     assert set(table) == {"fused", "rgb", "depth"}
     for row in table.values():
         assert set(row) == {"whole", "foreground", "normal_peaks_on_object"}

@@ -14,8 +14,9 @@ def _in_unit_interval(values) -> bool:
     return all(0.0 <= v <= 1.0 for v in values)
 
 
-def test_knn_probe_scores_every_class_and_modality(tiny_meta):
-    scores = knn_probe.main(["--root", str(tiny_meta), *OPTS])
+@pytest.mark.parametrize("region", ["image", "object"])
+def test_knn_probe_scores_every_class_and_modality(tiny_meta, region):
+    scores = knn_probe.main(["--root", str(tiny_meta), *OPTS, f"model.score_region={region}"])
     assert set(scores) == {"rgb", "depth", "fused"}
     assert all(len(v) == 2 and _in_unit_interval(v) for v in scores.values())
 

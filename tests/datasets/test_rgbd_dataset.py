@@ -125,3 +125,19 @@ def test_rgb_only_dataset_reads_no_point_cloud(tmp_path, synthetic_root, synthet
     assert item["mask"].any()
     with pytest.raises(DataError, match="lacks key 'xyzname' \\(the depth modality"):
         RGBDDataset(tmp_path, rgb_only, {"star": 0}, 32)
+
+
+def test_rgbd_dataset_adds_the_object_footprint_when_asked(synthetic_root, synthetic_meta):
+    test = [r for r in synthetic_meta[1] if r["clsname"] == "ball" and r["label"] == 1]
+    plain = RGBDDataset(synthetic_root, test, {"ball": 0}, 64)[0]
+    item = RGBDDataset(synthetic_root, test, {"ball": 0}, 64, foreground=True)[0]
+    assert item["mask"].any()
+    assert "foreground" not in plain["inputs"]
+    footprint = item["inputs"]["foreground"]
+    assert footprint.shape == (1, 64, 64) and footprint.dtype == torch.float32
+    assert set(footprint.unique().tolist()) == {0.0, 1.0}
+    assert 0.02 < float(footprint.mean()) < 0.6  # the ball, not the table
+    assert bool(footprint[item["mask"] > 0].all())  # its defect lies on it
+    torch.testing.assert_close(item["inputs"]["depth"], plain["inputs"]["depth"])
+    with pytest.raises(ValueError, match="needs the depth modality"):
+        RGBDDataset(synthetic_root, test, {"ball": 0}, 64, modalities=("rgb",), foreground=True)

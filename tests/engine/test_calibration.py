@@ -95,3 +95,13 @@ def test_map_statistics_pool_every_pixel_of_a_classes_normal_maps():
         for column, modality in enumerate(("rgb", "depth")):
             pixels = stack[:, column].astype(np.float64)
             assert stats[name][modality] == pytest.approx((pixels.mean(), pixels.std()))
+
+
+def test_map_statistics_on_the_object_count_only_its_pixels():
+    region = np.zeros((4, 4), bool)
+    region[1:3, :] = True
+    inside = np.arange(8, dtype=np.float64).reshape(2, 4)
+    depth = np.full((4, 4), -5.0, dtype=np.float16)  # the map's minimum off the object
+    depth[1:3] = inside
+    record = {"clsname": "a", "label": 0, "map": depth, "rgb.map": depth, "depth.map": depth, "region": region}
+    assert normal_map_statistics([record])["a"]["depth"] == pytest.approx((inside.mean(), inside.std()))

@@ -33,7 +33,7 @@ class TinyRecon(nn.Module):
         self.reconstructions["rgb"].ffn_out = nn.Linear(4, WIDTH)
         self.head = nn.Linear(WIDTH, 1)
 
-    def forward(self, inputs, features=None, class_ids=None):
+    def forward(self, inputs, features=None, class_ids=None, maps=True):
         tokens = self.reconstructions["rgb"].ffn_out(inputs["rgb"])  # (B, L, 4) -> (B, L, WIDTH)
         return {"prediction": self.head(tokens).mean(dim=(1, 2))}
 

@@ -16,7 +16,7 @@ class Line(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.tensor(1.0))
 
-    def forward(self, inputs, features=None, class_ids=None):
+    def forward(self, inputs, features=None, class_ids=None, maps=True):
         return {"prediction": self.weight * inputs["rgb"].mean()}
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from models.discriminator import Discriminator, gaussian_kernel1d
+from models.discriminator import Discriminator, gaussian_kernel1d, keep_on_region
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -58,3 +58,21 @@ def test_discriminator_kernel_is_not_in_state_dict_and_has_no_parameters():
 def test_discriminator_rejects_bad_arguments(kwargs, split):
     with pytest.raises(ValueError):
         Discriminator(**kwargs)(torch.zeros(1, 4, 2, 2), torch.zeros(1, 4, 2, 2), (4, 4), split)
+
+
+def test_keep_on_region_sets_the_outside_to_each_maps_minimum():
+    maps = torch.zeros(2, 1, 8, 8)
+    maps[0, 0, 4, 1] = 5.0  # peak inside the left half
+    maps[1, 0, 4, 6] = 5.0  # peak outside it
+    maps[1, 0, 2, 2] = 1.0
+    maps[1] -= 1.0  # map minimum -1
+    region = torch.zeros(2, 1, 8, 8)
+    region[..., :4] = 1.0
+    kept = keep_on_region(maps, region)
+    torch.testing.assert_close(kept[:, :, :, :4], maps[:, :, :, :4])
+    assert kept[0, 0, :, 4:].eq(0.0).all() and kept[1, 0, :, 4:].eq(-1.0).all()
+    scores = Discriminator(sigma=0.0, pool_size=1).image_score(kept)
+    torch.testing.assert_close(scores, torch.tensor([5.0, 0.0]))
+    torch.testing.assert_close(keep_on_region(maps, torch.ones_like(maps)), maps)
+    with pytest.raises(ValueError, match="must have the map's shape"):
+        keep_on_region(maps, region[:, :, :4])

@@ -101,6 +101,31 @@ def test_ib_iumad_ignores_inputs_of_unused_modalities(model_cfg):
         model({"rgb": torch.zeros(1, 3, 32, 32)})
 
 
+def test_ib_iumad_scores_on_the_object_footprint(model_cfg):
+    torch.manual_seed(0)
+    cfg = model_cfg(["rgb", "depth"], "none", "sum")
+    whole = build_model(cfg, image_size=64, num_classes=2).eval()
+    on_object = build_model(cfg | {"score_region": "object"}, image_size=64, num_classes=2).eval()
+    on_object.load_state_dict(whole.state_dict())
+    inputs = _inputs()
+    footprint = torch.zeros(2, 1, 64, 64)
+    footprint[:, :, 16:48, 8:40] = 1.0
+    with torch.no_grad():
+        reference = whole(inputs)
+        everywhere = on_object(inputs | {"foreground": torch.ones_like(footprint)})
+        kept = on_object(inputs | {"foreground": footprint})
+    torch.testing.assert_close(everywhere, reference)
+    for suffix in ("", "_rgb", "_depth"):
+        inside = reference[f"anomaly_map{suffix}"][:, :, 16:48, 8:40]
+        torch.testing.assert_close(kept[f"anomaly_map{suffix}"][:, :, 16:48, 8:40], inside)
+        assert (kept[f"image_score{suffix}"] <= reference[f"image_score{suffix}"]).all()
+        assert (kept[f"image_score{suffix}"] <= inside.amax(dim=(1, 2, 3))).all()
+    with pytest.raises(ValueError, match="score_region is 'object' but the inputs have no 'foreground'"):
+        on_object(inputs)
+    assert not any(k.startswith("anomaly_map") for k in on_object(inputs, maps=False))  # losses alone need none
+    on_object.train()(inputs)  # training makes no maps: no footprint needed
+
+
 def test_ib_iumad_backbone_stays_in_eval_mode_and_jitter_only_in_training(model_cfg):
     torch.manual_seed(0)
     model = build_model(model_cfg(condition="none", fusion="sum"), image_size=64, num_classes=2)
