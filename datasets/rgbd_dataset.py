@@ -69,11 +69,12 @@ def model_inputs(
     std: Sequence[float],
     xyz_path: Path | None = None,
     foreground: bool = False,
+    depth: bool = True,
 ) -> dict[str, torch.Tensor]:
     """The model's inputs of one sample, as in training: modality → ``(3, S, S)`` normalised image.
 
-    ``"rgb"`` is the image resized bilinearly; ``"depth"`` (only with a cloud) the depth image of the cloud
-    resized with nearest neighbour; with ``foreground``, ``"foreground"`` the ``(1, S, S)`` float 0/1 object
+    ``"rgb"`` is the image resized bilinearly; ``"depth"`` (with a cloud and ``depth``) the depth image of the
+    cloud resized with nearest neighbour; with ``foreground``, ``"foreground"`` the ``(1, S, S)`` float 0/1 object
     footprint of that cloud (:func:`datasets.footprint.object_footprint`, for ``model.score_region: object``).
 
     Raises:
@@ -83,16 +84,16 @@ def model_inputs(
     inputs = {"rgb": normalize_image(_resize(rgb, image_size, cv2.INTER_LINEAR).astype(np.float32) / 255.0, mean, std)}
     if foreground and xyz is None:
         raise DataError("the object footprint (model.score_region: object) needs the point cloud; this sample has none")
-    if xyz is not None:
-        cloud = _resize(xyz, image_size, cv2.INTER_NEAREST)
-        try:
-            depth = xyz_to_depth(cloud)
-            footprint = object_footprint(cloud) if foreground else None
-        except ValueError as exc:
-            raise DataError(f"{exc}: {xyz_path}") from exc
-        inputs["depth"] = normalize_image(np.repeat(depth[:, :, None], 3, axis=2), mean, std)
-        if footprint is not None:
-            inputs["foreground"] = torch.from_numpy(footprint[None].astype(np.float32))
+    if xyz is None:
+        return inputs
+    cloud = _resize(xyz, image_size, cv2.INTER_NEAREST)
+    try:
+        if depth:
+            inputs["depth"] = normalize_image(np.repeat(xyz_to_depth(cloud)[:, :, None], 3, axis=2), mean, std)
+        if foreground:
+            inputs["foreground"] = torch.from_numpy(object_footprint(cloud)[None].astype(np.float32))
+    except ValueError as exc:
+        raise DataError(f"{exc}: {xyz_path}") from exc
     return inputs
 
 
@@ -108,8 +109,8 @@ class RGBDDataset(Dataset):
         image_size: output side ``S``.
         mean: per-channel mean of the input normalisation (the backbone's ``input_mean``), [0, 1] units.
         std: per-channel std of the input normalisation (the backbone's ``input_std``).
-        modalities: the model's modalities; the point cloud is read only with ``"depth"``.
-        foreground: add each cloud's object footprint to ``inputs`` (``model.score_region: object``; needs depth).
+        modalities: the model's modalities; the point cloud is read only with ``"depth"`` or ``foreground``.
+        foreground: add each cloud's object footprint to ``inputs`` (``model.score_region: object``).
 
     Raises:
         DataError: a class of ``class_ids`` has no record; a record lacks a key.
@@ -137,14 +138,13 @@ class RGBDDataset(Dataset):
         self.image_size = int(image_size)
         self.class_ids = dict(class_ids)
         self.uses_depth = "depth" in modalities
-        if foreground and not self.uses_depth:
-            raise ValueError("the object footprint is made from the point cloud: it needs the depth modality")
         self.foreground = bool(foreground)
-        needed = (*SAMPLE_KEYS, "xyzname") if self.uses_depth else SAMPLE_KEYS
+        self.reads_cloud = self.uses_depth or self.foreground
+        needed = (*SAMPLE_KEYS, "xyzname") if self.reads_cloud else SAMPLE_KEYS
         for number, record in enumerate(records):
             for key in needed:
                 if key not in record:
-                    why = " (the depth modality reads the point cloud)" if key == "xyzname" else ""
+                    why = " (the depth modality and the object footprint read the point cloud)" * (key == "xyzname")
                     raise DataError(f"meta record {number} lacks key '{key}'{why}: {dict(record)}")
         self.records = [dict(r) for r in records if r["clsname"] in self.class_ids]
         present = {r["clsname"] for r in self.records}
@@ -158,7 +158,7 @@ class RGBDDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
         rgb_path = self.root / record["filename"]
-        xyz_path = self.root / record["xyzname"] if self.uses_depth else None
+        xyz_path = self.root / record["xyzname"] if self.reads_cloud else None
         rgb, xyz = read_rgbd_pair(rgb_path, xyz_path)
         mask_name = record.get("maskname")
         if mask_name:
@@ -172,7 +172,8 @@ class RGBDDataset(Dataset):
         else:
             mask = np.zeros((self.image_size, self.image_size), dtype=np.uint8)
         return {
-            "inputs": model_inputs(rgb, xyz, self.image_size, self.mean, self.std, xyz_path, self.foreground),
+            "inputs": model_inputs(rgb, xyz, self.image_size, self.mean, self.std, xyz_path, self.foreground,
+                                   self.uses_depth),
             "mask": torch.from_numpy(mask[None].astype(np.float32)),
             "label": int(record["label"]),
             "clsname": record["clsname"],

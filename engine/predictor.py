@@ -75,8 +75,13 @@ class TrainedRun:
 
     @property
     def uses_depth(self) -> bool:
-        """Whether the model needs the point cloud."""
+        """Whether the model has the depth modality."""
         return "depth" in self.model.modalities
+
+    @property
+    def reads_cloud(self) -> bool:
+        """Whether an input's point cloud is needed: for the depth image or the object footprint."""
+        return self.uses_depth or self.model.score_region == "object"
 
 
 def _offline_model_cfg(model_cfg: dict) -> dict:
@@ -276,13 +281,13 @@ def load_scan(run: TrainedRun, scan: ScanInput, with_cloud: bool = False) -> Loa
 
     ``with_cloud`` keeps the input's point cloud (if it has one) in :attr:`LoadedScan.xyz` for its PLY.
     """
-    if run.uses_depth and scan.xyz is None:
+    if run.reads_cloud and scan.xyz is None:
         raise DataError(f"no point cloud for {scan.rgb}: expected ../xyz/{scan.rgb.stem}.tiff (MVTec 3D-AD layout) "
                         f"or {scan.rgb.stem}.tiff beside the image")
-    rgb, xyz = read_rgbd_pair(scan.rgb, scan.xyz if run.uses_depth else None)
+    rgb, xyz = read_rgbd_pair(scan.rgb, scan.xyz if run.reads_cloud else None)
     backbone = run.model.backbone
     inputs = model_inputs(rgb, xyz, run.model.image_size, backbone.input_mean, backbone.input_std, scan.xyz,
-                          foreground=run.model.score_region == "object")
+                          foreground=run.model.score_region == "object", depth=run.uses_depth)
     if with_cloud and xyz is None and scan.xyz is not None:
         xyz = _cloud_for_ply(scan, rgb.shape[:2])
     return LoadedScan(scan, rgb, inputs, xyz if with_cloud else None)

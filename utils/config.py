@@ -366,10 +366,6 @@ def validate_config(cfg: Mapping) -> dict:
         raise ConfigError(
             "model.map_fusion: normal_zmax needs held-out training normals: set trainer.val_fraction above 0"
         )
-    if out["model"]["score_region"] == "object" and "depth" not in out["model"]["modalities"]:
-        raise ConfigError(
-            "model.score_region: object needs the depth modality (the footprint comes from the point cloud)"
-        )
     steps = out["incremental"]["steps"]
     if not steps or not all(isinstance(s, Mapping) and isinstance(s.get("classes"), list) for s in steps):
         raise ConfigError("config key 'incremental.steps': expected a list of {classes: [...]} entries")

@@ -139,5 +139,9 @@ def test_rgbd_dataset_adds_the_object_footprint_when_asked(synthetic_root, synth
     assert 0.02 < float(footprint.mean()) < 0.6  # the ball, not the table
     assert bool(footprint[item["mask"] > 0].all())  # its defect lies on it
     torch.testing.assert_close(item["inputs"]["depth"], plain["inputs"]["depth"])
-    with pytest.raises(ValueError, match="needs the depth modality"):
-        RGBDDataset(synthetic_root, test, {"ball": 0}, 64, modalities=("rgb",), foreground=True)
+    rgb_only = RGBDDataset(synthetic_root, test, {"ball": 0}, 64, modalities=("rgb",), foreground=True)[0]
+    assert set(rgb_only["inputs"]) == {"rgb", "foreground"}  # the cloud is read for the footprint alone
+    torch.testing.assert_close(rgb_only["inputs"]["foreground"], footprint)
+    without_clouds = [{k: v for k, v in r.items() if k != "xyzname"} for r in test]
+    with pytest.raises(DataError, match="lacks key 'xyzname' \\(the depth modality and the object footprint"):
+        RGBDDataset(synthetic_root, without_clouds, {"ball": 0}, 64, modalities=("rgb",), foreground=True)
