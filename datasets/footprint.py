@@ -7,12 +7,13 @@ background-plane cleaning the MVTec 3D-AD literature applies to the cloud itself
 
 Recipe, on the cloud as the model sees it (``S × S``, nearest neighbour):
 
-* the valid points farther than :data:`PLANE_DISTANCE` from the dominant plane of the border frame
-  (:func:`datasets.depth.remove_background_plane`, seeded RANSAC); where most of the border frame is
-  already missing (a cloud cleaned offline, e.g. MVTec 3D-AD after ``preprocess.py``) the valid points
-  themselves;
-* a 3 × 3 opening drops scanner specks off the plane; enclosed holes (unmeasured spots on the object)
-  are filled;
+* every pixel but the valid points within :data:`PLANE_DISTANCE` of the dominant plane of the border frame
+  (:func:`datasets.depth.remove_background_plane`, seeded RANSAC): missing points count as object, since a
+  scanner loses dark and steep surfaces (a dark foreign object) as well as shadows beside the object; where
+  most of the border frame is already missing (a cloud cleaned offline, e.g. MVTec 3D-AD after
+  ``preprocess.py``) the valid points alone;
+* a 3 × 3 opening drops specks; enclosed holes are filled (unmeasured spots, and the table seen through a
+  hole of the part or the middle of a ring);
 * dilated by ``margin`` pixels (:data:`MARGIN`, 0: on the development copies every pixel of grown footprints
   only lowered I-AUROC, docs/parts3d.md; the defects' masks lie 99 % inside the footprint as it is);
 * an empty footprint (an object too flat to stand out) is the whole image: the map is then scored whole.
@@ -36,7 +37,7 @@ _CLEANED_BORDER_FRACTION = 0.5
 
 
 def _off_plane(xyz: np.ndarray, valid: np.ndarray, plane_distance: float) -> np.ndarray:
-    """``(H, W)`` bool: the valid points off the border frame's plane (the valid points if it is mostly missing)."""
+    """``(H, W)`` bool: all but the valid points on the border frame's plane (a cleaned frame: the valid points)."""
     frame = np.ones(valid.shape, dtype=bool)
     frame[_BORDER:-_BORDER, _BORDER:-_BORDER] = False
     if valid[frame].mean() < _CLEANED_BORDER_FRACTION:
@@ -57,11 +58,14 @@ def object_footprint(xyz: np.ndarray, plane_distance: float = PLANE_DISTANCE, ma
         ``(H, W)`` bool, True on the object.
 
     Raises:
-        ValueError: wrong shape, or a border frame too small for a plane.
+        ValueError: wrong shape, a border frame too small for a plane, or no valid point.
     """
     if xyz.ndim != 3 or xyz.shape[2] != 3 or min(xyz.shape[:2]) <= 2 * _BORDER:
         raise ValueError(f"xyz must be (H, W, 3) with H, W > {2 * _BORDER}, got {xyz.shape}")
-    footprint = _off_plane(xyz, xyz[..., 2] > 0, plane_distance)
+    valid = xyz[..., 2] > 0
+    if not valid.any():
+        raise ValueError("point cloud has no valid point (every z <= 0; (0, 0, 0) means missing)")
+    footprint = _off_plane(xyz, valid, plane_distance)
     footprint = ndimage.binary_fill_holes(ndimage.binary_opening(footprint, np.ones((3, 3), dtype=bool)))
     if margin > 0:
         footprint = ndimage.binary_dilation(footprint, np.ones((3, 3), dtype=bool), iterations=margin)

@@ -5,7 +5,9 @@ built from the organised point cloud (``"depth"``, :func:`datasets.depth.xyz_to_
 ``(3, S, S)`` and normalised with the backbone's preprocessing (``mean``/``std``; ImageNet's by
 default); next to them the ground-truth mask. RGB is resized bilinearly; the point cloud and the mask
 with nearest neighbour (so no depth value is ever interpolated across an object edge) before the depth
-image is built. Without ``"depth"`` among the modalities the point cloud is never read (RGB-only layouts
+image is built. Where maps are scored on the object (``model.score_region: object``) the test and held-out
+samples also carry the cloud's object footprint (``"foreground"``, :mod:`datasets.footprint`). Without
+``"depth"`` among the modalities and without that footprint the point cloud is never read (RGB-only layouts
 have none).
 """
 
@@ -144,7 +146,8 @@ class RGBDDataset(Dataset):
         for number, record in enumerate(records):
             for key in needed:
                 if key not in record:
-                    why = " (the depth modality and the object footprint read the point cloud)" * (key == "xyzname")
+                    cloud = key == "xyzname"
+                    why = " (the depth modality and the object footprint read the point cloud)" if cloud else ""
                     raise DataError(f"meta record {number} lacks key '{key}'{why}: {dict(record)}")
         self.records = [dict(r) for r in records if r["clsname"] in self.class_ids]
         present = {r["clsname"] for r in self.records}

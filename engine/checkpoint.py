@@ -66,21 +66,22 @@ class IncrementalState:
 
 
 _NOT_ARCHITECTURE = {"pretrained", "checkpoint_path", "dropout"}  # where weights come from; training-only
-_NOT_ARCHITECTURE_SWITCHES = {"jitter", "score_region"}  # training-only; where maps are scored
 
 
 def architecture_fingerprint(cfg: dict) -> str:
     """Hash of everything that shapes the network's parameters (model section and input size).
 
-    Leaves out the feature jitter, ``model.score_region`` and the keys of :data:`_NOT_ARCHITECTURE`, so a
-    checkpoint trained with ``pretrained: true`` can be evaluated offline with ``checkpoint_path`` or
-    ``pretrained: false``, and a trained run rescored on the object footprint.
+    Leaves out the feature jitter and the keys of :data:`_NOT_ARCHITECTURE`, so a checkpoint trained with
+    ``pretrained: true`` can be evaluated offline with ``checkpoint_path`` or ``pretrained: false``. Keeps
+    ``model.score_region: object``, since the checkpoint's map statistics and thresholds were fitted on that
+    region; the default ``image`` is left out, so checkpoints from before the switch keep their fingerprint.
     """
     net = [
         {**entry, "kwargs": {k: v for k, v in entry.get("kwargs", {}).items() if k not in _NOT_ARCHITECTURE}}
         for entry in cfg["model"]["net"]
     ]
-    model_cfg = {**{k: v for k, v in cfg["model"].items() if k not in _NOT_ARCHITECTURE_SWITCHES}, "net": net}
+    model_cfg = {k: v for k, v in cfg["model"].items() if k != "jitter" and (k, v) != ("score_region", "image")}
+    model_cfg["net"] = net
     key = json.dumps({"model": model_cfg, "image_size": cfg["dataset"]["image_size"]}, sort_keys=True)
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 

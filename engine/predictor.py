@@ -12,8 +12,8 @@ threshold of that class (:class:`DecisionRule`: conformal thresholds of :mod:`en
 the classes when the fused map is standardised per class, each with the false-alarm rate it keeps).
 
 With clouds on, every input with a point cloud keeps it for its PLY (:mod:`utils.anomaly_cloud`), coloured by the
-same full-resolution map and colour scale as its overlay; a model without depth reads the cloud only for that,
-so a broken cloud then costs the input its PLY (with a warning), never its prediction.
+same full-resolution map and colour scale as its overlay; a model without depth that scores whole images reads
+the cloud only for that, so a broken cloud then costs the input its PLY (with a warning), never its prediction.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ The paper's fused map is the L2 distance over the concatenated channels of ``F^g
 (:class:`models.discriminator.Discriminator`); a modality whose errors are larger or noisier on normal
 images then dominates it. With ``model.map_fusion: normal_zmax`` the fused map is instead the pixelwise
 maximum over modalities of ``(map_m - mean_m) / std_m``, where ``mean_m`` and ``std_m`` are the mean and
-std over every pixel of modality ``m``'s maps of a class's held-out training normals (never test images),
-fitted once right after the step that learned the class. A pixel is then as anomalous as its most
-surprising modality, in units of that modality's normal variation. The statistics are buffers: they
-travel in the checkpoint.
+std over every scored pixel (all, or the object footprint's) of modality ``m``'s maps of a class's held-out
+training normals (never test images), fitted once right after the step that learned the class. A pixel is
+then as anomalous as its most surprising modality, in units of that modality's normal variation. The
+statistics are buffers: they travel in the checkpoint.
 """
 
 from __future__ import annotations

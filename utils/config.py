@@ -366,6 +366,9 @@ def validate_config(cfg: Mapping) -> dict:
         raise ConfigError(
             "model.map_fusion: normal_zmax needs held-out training normals: set trainer.val_fraction above 0"
         )
+    if out["model"]["score_region"] == "object" and out["dataset"]["layout"] in ("mvtec_ad", "visa"):
+        raise ConfigError(f"model.score_region: object needs point clouds; dataset.layout "
+                          f"{out['dataset']['layout']} has none (use image)")
     steps = out["incremental"]["steps"]
     if not steps or not all(isinstance(s, Mapping) and isinstance(s.get("classes"), list) for s in steps):
         raise ConfigError("config key 'incremental.steps': expected a list of {classes: [...]} entries")

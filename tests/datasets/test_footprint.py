@@ -55,6 +55,7 @@ def test_object_footprint_margin_grows_it_by_pixels():
     np.testing.assert_array_equal(object_footprint(_scene(), margin=2), _box(margin=2))
 
 
-def test_object_footprint_rejects_a_cloud_too_small_for_its_border_frame():
-    with pytest.raises(ValueError, match=r"H, W > 20"):
-        object_footprint(np.zeros((16, 16, 3), dtype=np.float32))
+@pytest.mark.parametrize(("shape", "message"), [((16, 16, 3), r"H, W > 20"), ((48, 48, 3), "no valid point")])
+def test_object_footprint_rejects_what_it_cannot_use(shape, message):
+    with pytest.raises(ValueError, match=message):
+        object_footprint(np.zeros(shape, dtype=np.float32))

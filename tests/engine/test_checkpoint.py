@@ -20,11 +20,13 @@ def test_save_load_roundtrip_from_disk(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["ckpt.pth"]  # no temp file left behind
 
 
-def test_fingerprint_ignores_jitter_and_score_region_but_not_architecture():
+def test_fingerprint_ignores_jitter_but_not_architecture_or_the_scored_region():
     other = {**CFG, "model": {**CFG["model"], "jitter": {"scale": 5}}}
     assert architecture_fingerprint(other) == architecture_fingerprint(CFG)
-    on_object = {**CFG, "model": {**CFG["model"], "score_region": "object"}}
-    assert architecture_fingerprint(on_object) == architecture_fingerprint(CFG)
+    whole = {**CFG, "model": {**CFG["model"], "score_region": "image"}}  # the default: as before the switch
+    assert architecture_fingerprint(whole) == architecture_fingerprint(CFG)
+    on_object = {**CFG, "model": {**CFG["model"], "score_region": "object"}}  # its thresholds are the object's
+    assert architecture_fingerprint(on_object) != architecture_fingerprint(CFG)
     offline = {**CFG, "model": {**CFG["model"], "net": [{"name": "a", "kwargs": {"pretrained": False, "width": 3}}]}}
     assert architecture_fingerprint(offline) == architecture_fingerprint(CFG)
     wider = {**CFG, "dataset": {"image_size": 128}}

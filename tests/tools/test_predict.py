@@ -316,26 +316,30 @@ def test_an_rgb_only_model_needs_no_point_cloud(tmp_path, tiny_root, make_config
     np.testing.assert_array_equal(anomaly, tifffile.imread(tmp_path / "out" / rows["with_cloud"]["map"])[valid])
 
 
-def test_a_run_rescored_on_the_object_predicts_what_its_evaluator_scores(trained_run, tiny_root, tmp_path):
-    run = shutil.copytree(trained_run, tmp_path / "on_object", ignore=shutil.ignore_patterns("predictions"))
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    cfg["model"]["score_region"] = "object"  # a scoring switch: the trained weights still load
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+def test_a_run_scored_on_the_object_predicts_what_its_evaluator_scores(trained_run, tiny_root, tmp_path, make_config,
+                                                                      capsys):
+    cfg = make_config(tiny_root, [CLASSES])
+    cfg["model"]["score_region"] = "object"
+    cfg["evaluation"]["vis_per_class"] = 0
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert train(["--config", str(tmp_path / "config.yaml"), "--output", str(run)]) == 0
     inputs = tiny_root / "box" / "test"
     assert predict(["--run", str(run), "--input", str(inputs), "--output", str(tmp_path / "out")]) == 0
     loaded = load_trained_run(run, None, torch.device("cpu"))
     records = [r for r in read_meta(tiny_root / "test.jsonl") if r["clsname"] == "box"]
     backbone = loaded.model.backbone
     dataset = RGBDDataset(tiny_root, records, {"box": 1}, 64, backbone.input_mean, backbone.input_std, foreground=True)
-
-    def scores(model) -> dict[str, float]:
-        scored = score_dataset(model, dataset, torch.device("cpu"), 8)
-        return {r["filename"]: s["score"] for r, s in zip(dataset.records, scored)}
-
-    expected, whole = scores(loaded.model), scores(load_trained_run(trained_run, None, torch.device("cpu")).model)
+    expected = {r["filename"]: s["score"] for r, s in zip(dataset.records, score_dataset(loaded.model, dataset,
+                                                                                          torch.device("cpu"), 8))}
     rows = _rows(tmp_path / "out")
     assert len(rows) == len(expected) > 0
     for row in rows:
         name = Path(row["path"]).relative_to(tiny_root).as_posix()
         assert row["score"] == pytest.approx(expected[name], rel=1e-5, abs=1e-6)
-        assert row["score"] <= whole[name] + 1e-6  # the background never raises a score
+    whole = shutil.copytree(trained_run, tmp_path / "whole", ignore=shutil.ignore_patterns("predictions"))
+    config = yaml.safe_load((whole / "config.yaml").read_text())
+    config["model"]["score_region"] = "object"  # its thresholds were fitted on whole images: refused
+    (whole / "config.yaml").write_text(yaml.safe_dump(config))
+    assert predict(["--run", str(whole), "--input", str(inputs), "--output", str(tmp_path / "refused")]) == 2
+    assert "written by another model configuration" in capsys.readouterr().err

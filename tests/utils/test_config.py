@@ -56,6 +56,8 @@ def test_load_config_base_chain_and_opts(tmp_path):
          "model.map_fusion: normal_zmax needs held-out training normals"),
         ({"model": {"class_adapter_rank": -2}}, "'model.class_adapter_rank': expected a value in 0..inf"),
         ({"model": {"score_region": "box"}}, "'model.score_region': expected one of image, object"),
+        ({"model": {"score_region": "object"}, "dataset": {"layout": "visa"}},
+         "needs point clouds; dataset.layout visa"),
     ],
 )
 def test_validate_config_rejects_bad_values(override, message):
