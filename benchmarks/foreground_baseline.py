@@ -31,20 +31,18 @@ from datasets.meta import write_meta  # noqa: E402
 from utils.metrics import aupro, pixel_auroc  # noqa: E402
 
 
-def foreground_map(xyz: np.ndarray, sigma: float, seed: int = 0, remove_threshold: float = 0.005) -> np.ndarray:
+def foreground_map(xyz: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
     """Smoothed object footprint of an organised cloud.
 
     Args:
         xyz: ``(H, W, 3)`` float32 points in metres, ``(0, 0, 0)`` = missing.
         sigma: Gaussian σ in pixels (0 = the binary footprint).
         seed: RANSAC seed of the plane fit.
-        remove_threshold: points closer than this to the plane (metres) are background.
 
     Returns:
         ``(H, W)`` float32 in [0, 1]: 1 on the object, 0 on the background plane and missing points.
     """
-    cleaned = remove_background_plane(xyz, np.random.default_rng(seed), remove_threshold=remove_threshold)
-    footprint = (cleaned[..., 2] != 0).astype(np.float32)
+    footprint = (remove_background_plane(xyz, np.random.default_rng(seed))[..., 2] != 0).astype(np.float32)
     return cv2.GaussianBlur(footprint, (0, 0), sigma) if sigma > 0 else footprint
 
 

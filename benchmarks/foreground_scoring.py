@@ -13,7 +13,7 @@ model's normal maps peak on an unpredictable background (a textured table), the 
 than the first (docs/parts3d.md, section 3). A run trained with ``score_region: object`` is scored whole here
 first, so both columns come from the same weights.
 
-``python benchmarks/foreground_scoring.py --run RUN [--plane-distance 0.0015] [--margin 2]``
+``python benchmarks/foreground_scoring.py --run RUN [--plane-distance 0.0015] [--margin 0]``
 """
 
 from __future__ import annotations

@@ -29,12 +29,12 @@ __all__ = ["ClassFeatures", "MemoryBankScores", "knn_image_scores", "leave_one_o
 class ClassFeatures:
     """One class's records on the frozen features.
 
-    ``features`` modality → ``(N, P, C)`` (P = h·w positions), ``regions`` ``(N, P)`` bool (the positions scored),
-    ``labels`` ``(N,)`` and ``kinds`` ``(N,)`` label names.
+    ``features`` modality → ``(N, P, C)`` (P = h·w positions), ``regions`` ``(N, P)`` bool (the positions scored;
+    ``None``: all), ``labels`` ``(N,)`` and ``kinds`` ``(N,)`` label names.
     """
 
     features: dict[str, torch.Tensor]
-    regions: torch.Tensor
+    regions: torch.Tensor | None
     labels: np.ndarray
     kinds: np.ndarray
 
@@ -54,12 +54,12 @@ def _class_features(model: nn.Module, root: Path, records: list[dict], clsname: 
         extracted = model.extract_features(inputs)
         for modality, f in extracted.items():
             features.setdefault(modality, []).append(f[0].flatten(1).T)  # C×h×w -> (h·w)×C
-        grid = next(iter(extracted.values())).shape[-2:]
-        region = F.adaptive_max_pool2d(inputs["foreground"], grid) > 0 if on_object else torch.ones(1, 1, *grid) > 0
-        regions.append(region.flatten())
+        if on_object:  # a token counts where it touches the footprint
+            grid = next(iter(extracted.values())).shape[-2:]
+            regions.append((F.adaptive_max_pool2d(inputs["foreground"], grid) > 0).flatten())
         labels.append(sample["label"])
-    return ClassFeatures({m: torch.stack(v) for m, v in features.items()}, torch.stack(regions), np.array(labels),
-                         np.array([r["label_name"] for r in own]))
+    return ClassFeatures({m: torch.stack(v) for m, v in features.items()}, torch.stack(regions) if on_object else None,
+                         np.array(labels), np.array([r["label_name"] for r in own]))
 
 
 def knn_image_scores(bank: torch.Tensor, query: torch.Tensor, region: torch.Tensor | None = None) -> np.ndarray:

@@ -107,8 +107,9 @@ class RunData:
         raw_train = self.dataset(records, class_ids, scored=False)
         train, uses_cache = self._maybe_cache(raw_train)
         val = None
-        if self.cfg["trainer"]["select"] == "val" and held_out is not None:
-            val = self._maybe_cache(held_out)[0] if uses_cache else held_out
+        if self.cfg["trainer"]["select"] == "val" and held_out is not None:  # a loss only: no footprints
+            unscored = self.dataset(val_records, held_out_ids, scored=False)
+            val = self._maybe_cache(unscored)[0] if uses_cache else unscored
         return StepSets(train, uses_cache, len(raw_train), held_out, val)
 
     def _split_train_val(self, records: list[dict], classes: list[str], step: int) -> tuple[list[dict], list[dict]]:

@@ -267,3 +267,21 @@ def test_bf16_training_and_evaluation_on_cpu_stay_close_to_fp32(tmp_path, tiny_r
     for key in ("p_auroc", "rgb.p_auroc", "depth.p_auroc"):
         assert math.isfinite(finals["bf16"][key])
         assert abs(finals["bf16"][key] - finals["fp32"][key]) < 0.01, (key, finals["bf16"][key], finals["fp32"][key])
+
+
+def test_object_scoring_with_model_selection_scores_footprints_only_where_maps_are_made(tmp_path, tiny_root,
+                                                                                        make_config):
+    from engine.run_data import RunData
+
+    cfg = make_config(tiny_root, [["ball", "box"]], epochs=2, select="val")
+    cfg["model"]["score_region"] = "object"
+    cfg["evaluation"]["vis_per_class"] = 0
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    assert main(["--config", str(config), "--output", str(tmp_path / "run")]) == 0  # selection needs no footprint
+    resolved = load_config(config)
+    data = RunData(resolved, build_model(resolved["model"], 64, 2), tmp_path / "cache", torch.device("cpu"))
+    data.load(["ball", "box"])
+    sets = data.step_sets(0, {"ball": 0, "box": 1})
+    assert "foreground" in sets.held_out[0]["inputs"] and "foreground" in data.test_set({"ball": 0})[0]["inputs"]
+    assert "foreground" not in sets.train[0]["inputs"] and "foreground" not in sets.val[0]["inputs"]
