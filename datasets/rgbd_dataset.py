@@ -5,10 +5,10 @@ built from the organised point cloud (``"depth"``, :func:`datasets.depth.xyz_to_
 ``(3, S, S)`` and normalised with the backbone's preprocessing (``mean``/``std``; ImageNet's by
 default); next to them the ground-truth mask. RGB is resized bilinearly; the point cloud and the mask
 with nearest neighbour (so no depth value is ever interpolated across an object edge) before the depth
-image is built. Where maps are scored on the object (``model.score_region: object``) the test and held-out
-samples also carry the cloud's object footprint (``"foreground"``, :mod:`datasets.footprint`). Without
-``"depth"`` among the modalities and without that footprint the point cloud is never read (RGB-only layouts
-have none).
+image is built. Where maps are scored on the object (``model.score_region: object``) the scored samples
+(test and held-out images, and training images scored for calibration) also carry the cloud's object
+footprint (``"foreground"``, :mod:`datasets.footprint`). Without ``"depth"`` among the modalities and
+without that footprint the point cloud is never read (RGB-only layouts have none).
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@ input anomalous when its image score exceeds its predicted class's :class:`Decis
 (:func:`decision_thresholds`): the conformal rank ``k = ⌈(n + 1)·q⌉`` of ``n`` held-out scores, which a new
 normal exceeds with probability ``1 − k / (n + 1) ≤ 1 − q`` when it is exchangeable with them. Where the
 image scores share one scale (``model.map_fusion: normal_zmax`` standardises each class's map against its
-own held-out normals) the classes' scores are pooled, so ``n`` is the number of held-out normals of all
+own training images' maps) the classes' scores are pooled, so ``n`` is the number of held-out normals of all
 classes; otherwise each class has its own ``n``. When ``n`` is too small for the asked rate (``k > n``) the
 highest score is the threshold and its rate ``1 / (n + 1)`` is what is reported, never ``1 − q``.
-:func:`calibrate_step` does both fits of a step: the fused map's statistics (``normal_zmax``), then the stored
-scores.
+:func:`calibrate_step` does both fits of a step: the fused map's statistics (``normal_zmax``, from the step's
+training images), then the stored scores (of the held-out normals, which nothing else is fitted on).
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
+from datasets import RGBDDataset
 from engine.evaluator import score_dataset
 from utils.dist import broadcast_object
 
 __all__ = ["DEFAULT_QUANTILE", "DecisionThreshold", "normal_score_statistics", "normal_map_statistics",
-           "conformal_threshold", "decision_thresholds", "fit_map_fusion", "calibrate_step"]
+           "conformal_threshold", "decision_thresholds", "fit_map_fusion", "training_map_statistics", "calibrate_step"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def normal_score_statistics(records: Iterable[Mapping[str, Any]]) -> dict[str, d
 
 
 def normal_map_statistics(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
-    """Per class and modality, the mean and std over every scored pixel of the held-out normals' maps.
+    """Per class and modality, the mean and std over every scored pixel of normal images' maps.
 
     Args:
         records: evaluator records of normal images with ``clsname``, ``<m>.map`` ``(H, W)`` per modality and,
@@ -166,20 +167,45 @@ def fit_map_fusion(model: nn.Module, fitted: Mapping[str, Mapping[str, tuple[flo
             model.map_fusion.set_statistics(classes.index(name), statistics)
         else:
             LOGGER.warning(
-                "step %d: class %s has no usable held-out normal maps (%s); its fused map uses the statistics "
+                "step %d: class %s has no usable training normal maps (%s); its fused map uses the statistics "
                 "pooled over the other classes", step, name,
-                "none held out" if statistics is None else f"mean, std {statistics}",
+                "no training image" if statistics is None else f"mean, std {statistics}",
             )
 
 
+def training_map_statistics(
+    model: nn.Module, trained: RGBDDataset, new_classes: list[str], cfg: dict, device: torch.device
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """:func:`normal_map_statistics` of the new classes' training images, scored one class at a time.
+
+    One class's maps at a time bound the memory (a class of MVTec 3D-AD: about 250 maps per modality). Returns
+    the statistics on every rank.
+    """
+    dcfg, precision = cfg["dataset"], cfg["trainer"]["precision"]
+    statistics: dict[str, dict[str, tuple[float, float]]] = {}
+    for name in new_classes:
+        own = [i for i, record in enumerate(trained.records) if record["clsname"] == name]
+        if not own:
+            continue
+        records = score_dataset(model, Subset(trained, own), device, dcfg["eval_batch_size"], precision,
+                                dcfg["workers"])
+        statistics.update(normal_map_statistics(records))  # rank 0 only; the others get them below
+    return broadcast_object(statistics)
+
+
 def calibrate_step(
-    model: nn.Module, held_out: Dataset | None, new_classes: list[str], classes: list[str], step: int, cfg: dict,
-    device: torch.device,
+    model: nn.Module, trained: RGBDDataset, held_out: Dataset | None, new_classes: list[str], classes: list[str],
+    step: int, cfg: dict, device: torch.device,
 ) -> dict[str, dict[str, Any]]:
     """At the end of a step: fit the fused map's statistics (with ``normal_zmax``), then score the held-out normals.
 
+    The map statistics come from the step's training images, the thresholds from the held-out normals alone:
+    held-out scores standardised with statistics of those same few images would be too low for new normals,
+    and the thresholds would flag more of them than they promise.
+
     Args:
         model: the trained (unwrapped) model.
+        trained: the step's training images as the model scores them (:meth:`engine.run_data.RunData.dataset`).
         held_out: the step's held-out training normals, or ``None`` when no class kept one back.
         new_classes: the classes the step learned.
         classes: every class seen so far, in class-index order.
@@ -190,16 +216,14 @@ def calibrate_step(
     Returns:
         :func:`normal_score_statistics` of the held-out normals, on every rank (empty without any).
     """
-    if held_out is None:
-        if model.map_fusion is not None:
-            fit_map_fusion(model, {}, new_classes, classes, step)
-        return {}
-    dcfg, precision = cfg["dataset"], cfg["trainer"]["precision"]
-    batch, workers = dcfg["eval_batch_size"], dcfg["workers"]
-    records = score_dataset(model, held_out, device, batch, precision, workers)  # on rank 0 only
     if model.map_fusion is not None:
-        fit_map_fusion(model, broadcast_object(normal_map_statistics(records)), new_classes, classes, step)
-        records = score_dataset(model, held_out, device, batch, precision, workers)  # with the fitted fusion
+        fit_map_fusion(model, training_map_statistics(model, trained, new_classes, cfg, device), new_classes,
+                       classes, step)
+    if held_out is None:
+        return {}
+    dcfg = cfg["dataset"]
+    records = score_dataset(model, held_out, device, dcfg["eval_batch_size"], cfg["trainer"]["precision"],
+                            dcfg["workers"])
     statistics = broadcast_object(normal_score_statistics(records))
     LOGGER.info("step %d: thresholds calibrated on %d held-out training normals", step, len(records))
     return statistics

@@ -170,8 +170,8 @@ class IncrementalRun:
         self.step_drift[step] = self.drift.drift
         LOGGER.info("step %d: drift %.4f (L2 distance of the trained parameters from the step's start)", step,
                     self.drift.drift)
-        scores = calibrate_step(self.model, sets.held_out, self.steps[step], self.state.classes, step, self.cfg,
-                                self.device)
+        scores = calibrate_step(self.model, sets.scored_train, sets.held_out, self.steps[step], self.state.classes,
+                                step, self.cfg, self.device)
         self.state.normal_scores.update(scores)
         self.checkpoints.save_finished(step, {**self._payload(step), "model": self.model.state_dict()})
 

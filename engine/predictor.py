@@ -229,7 +229,7 @@ def decision_rule(run: TrainedRun, threshold: float | None, quantile: float) -> 
     """The run's decision rule, refused before any input is read when it cannot be made without ``--threshold``.
 
     Thresholds are pooled over the classes when the model standardises each class's fused map against its
-    held-out normals (``model.map_fusion: normal_zmax``): their image scores then share one scale.
+    normal training maps (``model.map_fusion: normal_zmax``): their image scores then share one scale.
 
     Raises:
         CheckpointError: no ``threshold``, and a class lacks stored normal scores or the model has no class head.

@@ -34,8 +34,10 @@ class StepSets:
         train: the training set (cached backbone features when ``uses_cache``).
         uses_cache: whether ``train`` (and ``val``) hold cached features.
         images: number of training images.
-        held_out: the held-out training normals (raw images, for calibration), or ``None``.
+        held_out: the held-out training normals (raw images, for the thresholds), or ``None``.
         val: the held-out normals the epoch is chosen on (``trainer.select: val``), or ``None``.
+        scored_train: the training images as the model scores them (raw images, with the object footprint
+            where maps are scored on it), for the fused map's statistics.
     """
 
     train: Dataset
@@ -43,6 +45,7 @@ class StepSets:
     images: int
     held_out: RGBDDataset | None
     val: Dataset | None
+    scored_train: RGBDDataset
 
 
 class RunData:
@@ -110,7 +113,7 @@ class RunData:
         if self.cfg["trainer"]["select"] == "val" and held_out is not None:  # a loss only: no footprints
             unscored = self.dataset(val_records, held_out_ids, scored=False)
             val = self._maybe_cache(unscored)[0] if uses_cache else unscored
-        return StepSets(train, uses_cache, len(raw_train), held_out, val)
+        return StepSets(train, uses_cache, len(raw_train), held_out, val, self.dataset(records, class_ids))
 
     def _split_train_val(self, records: list[dict], classes: list[str], step: int) -> tuple[list[dict], list[dict]]:
         """Held-out training normals per class (``trainer.val_fraction``; they never train, and never are test images).

@@ -69,7 +69,7 @@ class IBIUMAD(nn.Module):
         feature_norm: per-channel standardisation of the clean features, or ``None`` (the paper's raw features).
         router: picks the class adapters of an unlabelled input (with class adapters in the reconstructions),
             or ``None``.
-        map_fusion: makes the fused map from the per-modality maps standardised against held-out normal maps
+        map_fusion: makes the fused map from the per-modality maps standardised against normal training maps
             (``model.map_fusion: normal_zmax``), or ``None`` for the discriminator's L2 over all channels.
         score_region: ``"image"`` scores the whole maps (the paper); ``"object"`` keeps every map on the
             object footprint ``inputs["foreground"]`` first (:mod:`datasets.footprint`), in eval mode.

@@ -1,13 +1,13 @@
-"""Fused anomaly map from the per-modality maps, each standardised against held-out normal maps (a switch).
+"""Fused anomaly map from the per-modality maps, each standardised against normal training maps (a switch).
 
 The paper's fused map is the L2 distance over the concatenated channels of ``F^g`` and the clean features
 (:class:`models.discriminator.Discriminator`); a modality whose errors are larger or noisier on normal
 images then dominates it. With ``model.map_fusion: normal_zmax`` the fused map is instead the pixelwise
 maximum over modalities of ``(map_m - mean_m) / std_m``, where ``mean_m`` and ``std_m`` are the mean and
-std over every scored pixel (all, or the object footprint's) of modality ``m``'s maps of a class's held-out
-training normals (never test images), fitted once right after the step that learned the class. A pixel is
-then as anomalous as its most surprising modality, in units of that modality's normal variation. The
-statistics are buffers: they travel in the checkpoint.
+std over every scored pixel (all, or the object footprint's) of modality ``m``'s maps of a class's training
+images (never test images, nor the held-out normals that set the decision thresholds), fitted once right after
+the step that learned the class. A pixel is then as anomalous as its most surprising modality, in units of that
+modality's normal variation. The statistics are buffers: they travel in the checkpoint.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["NormalMapFusion"]
 
 
 class NormalMapFusion(nn.Module):
-    """Pixelwise max over modalities of each map's z-score against its class's held-out normal maps.
+    """Pixelwise max over modalities of each map's z-score against its class's training maps.
 
     An image uses the statistics of the class its class adapters were chosen for (``class_ids``, the
     router's choice at test time); without ``class_ids``, or for a class not fitted yet, the statistics
@@ -56,7 +56,7 @@ class NormalMapFusion(nn.Module):
         self.fitted = torch.cat([self.fitted, self.fitted.new_zeros(extra)])
 
     def set_statistics(self, class_id: int, statistics: Mapping[str, tuple[float, float]]) -> None:
-        """Store one class's ``modality -> (mean, std)`` of its held-out normal maps (std must be > 0)."""
+        """Store one class's ``modality -> (mean, std)`` of its training maps (std must be > 0)."""
         for column, modality in enumerate(self.modalities):
             mean, std = statistics[modality]
             if not std > 0:

@@ -362,10 +362,6 @@ def validate_config(cfg: Mapping) -> dict:
     out = _validate_section(cfg, SCHEMA, "")
     if out["trainer"]["select"] == "val" and out["trainer"]["val_fraction"] == 0:
         raise ConfigError("trainer.select: val needs held-out training normals: set trainer.val_fraction above 0")
-    if out["model"]["map_fusion"] == "normal_zmax" and out["trainer"]["val_fraction"] == 0:
-        raise ConfigError(
-            "model.map_fusion: normal_zmax needs held-out training normals: set trainer.val_fraction above 0"
-        )
     if out["model"]["score_region"] == "object" and out["dataset"]["layout"] in ("mvtec_ad", "visa"):
         raise ConfigError(f"model.score_region: object needs point clouds; dataset.layout "
                           f"{out['dataset']['layout']} has none (use image)")

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from datasets import RGBDDataset, read_meta
+from datasets import RGBDDataset, load_meta, read_meta
 from models.model_helper import build_model
 from tools.train_val import main
 from utils.config import load_config
@@ -249,11 +249,42 @@ def test_a_class_without_usable_normal_maps_keeps_the_pooled_statistics(tmp_path
     model = build_model(load_config(config)["model"], 64, 3)
     classes = ["ball", "box", "cone"]
     fitted = {"ball": {"rgb": (1.0, 2.0), "depth": (0.5, 1.0)}, "box": {"rgb": (1.0, 0.0), "depth": (0.5, 1.0)}}
-    fit_map_fusion(model, fitted, classes, classes, 0)  # box: a constant map (std 0); cone: no held-out image
+    fit_map_fusion(model, fitted, classes, classes, 0)  # box: a constant map (std 0); cone: no training image
     assert model.map_fusion.fitted.tolist() == [True, False, False]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("class box has no usable held-out normal maps" in w for w in warnings)
-    assert any("class cone has no usable held-out normal maps (none held out)" in w for w in warnings)
+    assert any("class box has no usable training normal maps" in w for w in warnings)
+    assert any("class cone has no usable training normal maps (no training image)" in w for w in warnings)
+
+
+def test_map_statistics_come_from_each_new_class_of_the_training_images(tmp_path, tiny_root, make_config):
+    from engine.calibration import normal_map_statistics, training_map_statistics
+    from engine.evaluator import score_dataset
+
+    cfg = make_config(tiny_root, [["ball", "box"]])
+    cfg["model"]["map_fusion"] = "normal_zmax"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    resolved = load_config(config)
+    model = build_model(resolved["model"], 64, 2).eval()
+    records = load_meta(tiny_root, tiny_root, ["ball", "box"], "mvtec3d")[0]
+    dataset = RGBDDataset(tiny_root, records, {"ball": 0, "box": 1}, 64, model.backbone.input_mean,
+                          model.backbone.input_std)
+    expected = normal_map_statistics(score_dataset(model, dataset, torch.device("cpu"), 8))  # every map at once
+    fitted = training_map_statistics(model, dataset, ["box"], resolved, torch.device("cpu"))
+    assert list(fitted) == ["box"]  # the step's new classes only
+    for modality, (mean, std) in expected["box"].items():
+        assert fitted["box"][modality] == pytest.approx((mean, std), rel=1e-5)
+
+
+def test_without_held_out_normals_the_fused_map_still_has_each_class_statistics(tmp_path, tiny_root, make_config):
+    cfg = make_config(tiny_root, [["ball", "box"]], val_fraction=0.0)
+    cfg["model"]["map_fusion"] = "normal_zmax"
+    cfg["evaluation"]["vis_per_class"] = 0
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    assert run("--config", config, "--output", tmp_path / "out") == 0
+    state = torch.load(tmp_path / "out" / "step_0" / "ckpt.pth", weights_only=False)["model"]
+    assert state["map_fusion.fitted"].tolist() == [True, True]
 
 
 def test_bf16_training_and_evaluation_on_cpu_stay_close_to_fp32(tmp_path, tiny_root, make_config):
@@ -283,5 +314,6 @@ def test_object_scoring_with_model_selection_scores_footprints_only_where_maps_a
     data = RunData(resolved, build_model(resolved["model"], 64, 2), tmp_path / "cache", torch.device("cpu"))
     data.load(["ball", "box"])
     sets = data.step_sets(0, {"ball": 0, "box": 1})
-    assert "foreground" in sets.held_out[0]["inputs"] and "foreground" in data.test_set({"ball": 0})[0]["inputs"]
+    for scored in (sets.held_out, sets.scored_train, data.test_set({"ball": 0})):
+        assert "foreground" in scored[0]["inputs"]
     assert "foreground" not in sets.train[0]["inputs"] and "foreground" not in sets.val[0]["inputs"]

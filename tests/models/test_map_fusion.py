@@ -1,4 +1,4 @@
-"""Fused map from per-modality maps standardised against held-out normal maps (``model.map_fusion: normal_zmax``)."""
+"""Fused map from per-modality maps standardised against normal training maps (``model.map_fusion: normal_zmax``)."""
 
 import pytest
 import torch

@@ -52,8 +52,6 @@ def test_load_config_base_chain_and_opts(tmp_path):
         ({"trainer": {"val_fraction": 1.0}}, "'trainer.val_fraction': expected a value in 0..0.9"),
         ({"trainer": {"incremental_lr": -1.0}}, "'trainer.incremental_lr': expected a value in 0..inf"),
         ({"trainer": {"select": "val", "val_fraction": 0}}, "trainer.select: val needs held-out training normals"),
-        ({"model": {"map_fusion": "normal_zmax"}, "trainer": {"val_fraction": 0}},
-         "model.map_fusion: normal_zmax needs held-out training normals"),
         ({"model": {"class_adapter_rank": -2}}, "'model.class_adapter_rank': expected a value in 0..inf"),
         ({"model": {"score_region": "box"}}, "'model.score_region': expected one of image, object"),
         ({"model": {"score_region": "object"}, "dataset": {"layout": "visa"}},
