@@ -174,7 +174,7 @@ def fit_map_fusion(model: nn.Module, fitted: Mapping[str, Mapping[str, tuple[flo
 
 
 def training_map_statistics(
-    model: nn.Module, trained: RGBDDataset, new_classes: list[str], cfg: dict, device: torch.device
+    model: nn.Module, scored_train: RGBDDataset, new_classes: list[str], cfg: dict, device: torch.device
 ) -> dict[str, dict[str, tuple[float, float]]]:
     """:func:`normal_map_statistics` of the new classes' training images, scored one class at a time.
 
@@ -184,17 +184,17 @@ def training_map_statistics(
     dcfg, precision = cfg["dataset"], cfg["trainer"]["precision"]
     statistics: dict[str, dict[str, tuple[float, float]]] = {}
     for name in new_classes:
-        own = [i for i, record in enumerate(trained.records) if record["clsname"] == name]
+        own = [i for i, record in enumerate(scored_train.records) if record["clsname"] == name]
         if not own:
             continue
-        records = score_dataset(model, Subset(trained, own), device, dcfg["eval_batch_size"], precision,
+        records = score_dataset(model, Subset(scored_train, own), device, dcfg["eval_batch_size"], precision,
                                 dcfg["workers"])
         statistics.update(normal_map_statistics(records))  # rank 0 only; the others get them below
     return broadcast_object(statistics)
 
 
 def calibrate_step(
-    model: nn.Module, trained: RGBDDataset, held_out: Dataset | None, new_classes: list[str], classes: list[str],
+    model: nn.Module, scored_train: RGBDDataset, held_out: Dataset | None, new_classes: list[str], classes: list[str],
     step: int, cfg: dict, device: torch.device,
 ) -> dict[str, dict[str, Any]]:
     """At the end of a step: fit the fused map's statistics (with ``normal_zmax``), then score the held-out normals.
@@ -205,7 +205,7 @@ def calibrate_step(
 
     Args:
         model: the trained (unwrapped) model.
-        trained: the step's training images as the model scores them (:meth:`engine.run_data.RunData.dataset`).
+        scored_train: the step's training images as the model scores them (:meth:`engine.run_data.RunData.dataset`).
         held_out: the step's held-out training normals, or ``None`` when no class kept one back.
         new_classes: the classes the step learned.
         classes: every class seen so far, in class-index order.
@@ -217,7 +217,7 @@ def calibrate_step(
         :func:`normal_score_statistics` of the held-out normals, on every rank (empty without any).
     """
     if model.map_fusion is not None:
-        fit_map_fusion(model, training_map_statistics(model, trained, new_classes, cfg, device), new_classes,
+        fit_map_fusion(model, training_map_statistics(model, scored_train, new_classes, cfg, device), new_classes,
                        classes, step)
     if held_out is None:
         return {}
